@@ -1,0 +1,162 @@
+// Package httpapi serves callcat's HTTP surface: the provider webhook, the
+// calls API, the per-call SSE stream and the health endpoints. Every route is
+// registered in routes.go.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/callcat/callcat/internal/callcat"
+	"github.com/callcat/callcat/internal/ratelog"
+	"github.com/callcat/callcat/internal/retell"
+	"github.com/callcat/callcat/internal/stream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxWebhookBytes    = 16 << 20
+	DefaultHeartbeatInterval  = 15 * time.Second
+	DefaultStreamWriteTimeout = 30 * time.Second
+	DefaultRetryHint          = 2 * time.Second
+)
+
+// Tracker is the part of the live-call engine the API uses.
+type Tracker interface {
+	HandleWebhook(ctx context.Context, wh *retell.Webhook, d callcat.Delivery) (callcat.ApplyResult, error)
+	Ready() error
+}
+
+// Config holds the server's dependencies and tunables.
+type Config struct {
+	Store   callcat.Store
+	Tracker Tracker
+	Hub     *stream.Hub
+
+	// WebhookKey is the provider API key that signs webhooks. Never logged.
+	WebhookKey string
+
+	// MaxWebhookBytes caps a webhook body; a larger one is answered 413.
+	MaxWebhookBytes int64
+
+	// HeartbeatInterval is the period of SSE comment lines that keep idle
+	// streams open through proxies.
+	HeartbeatInterval time.Duration
+
+	// StreamWriteTimeout bounds each write to an SSE client; a client that
+	// does not take a frame within it is disconnected.
+	StreamWriteTimeout time.Duration
+
+	// Metrics serves GET /metrics and Memory serves GET /debug/memory when
+	// set.
+	Metrics http.Handler
+	Memory  http.Handler
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxWebhookBytes <= 0 {
+		c.MaxWebhookBytes = DefaultMaxWebhookBytes
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.StreamWriteTimeout <= 0 {
+		c.StreamWriteTimeout = DefaultStreamWriteTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// server carries what the handlers share.
+type server struct {
+	cfg     Config
+	logger  *slog.Logger
+	limited *ratelog.Limiter
+	metrics *metrics
+}
+
+// NewServer returns the HTTP handler for every route.
+func NewServer(cfg Config) (http.Handler, error) {
+	if cfg.Store == nil || cfg.Tracker == nil || cfg.Hub == nil {
+		return nil, errors.New("httpapi: store, tracker and hub are required")
+	}
+	if cfg.WebhookKey == "" {
+		return nil, errors.New("httpapi: webhook key is required")
+	}
+	cfg.setDefaults()
+
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{
+		cfg:     cfg,
+		logger:  cfg.Logger,
+		limited: ratelog.New(cfg.Logger, 0),
+		metrics: m,
+	}
+
+	mux := http.NewServeMux()
+	s.addRoutes(mux)
+	return securityHeaders(mux), nil
+}
+
+// errorBody is the JSON shape of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// writeJSON writes v with status. An encoding failure after the header was
+// sent can only be logged.
+func (s *server) writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.logger.Debug("write response failed", "err", err)
+	}
+}
+
+func (s *server) writeError(w http.ResponseWriter, status int, msg string) {
+	s.writeJSON(w, status, errorBody{Error: msg})
+}
+
+// writeStoreError maps a store error to a status; unexpected ones are logged
+// (rate-limited) and answered 500 without detail.
+func (s *server) writeStoreError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, callcat.ErrNotFound):
+		s.writeError(w, http.StatusNotFound, "call not found")
+	case errors.Is(err, callcat.ErrInvalid):
+		s.writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+	default:
+		s.limited.Log(r.Context(), slog.LevelError, "store_read", "store read failed",
+			"route", r.Pattern, "err", err)
+		s.writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// securityHeaders sets headers every response carries.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}

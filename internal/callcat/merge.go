@@ -106,6 +106,12 @@ func Merge(cur *State, u Update, now time.Time) Change {
 		if key.Compare(old.SnapshotKey) < 0 {
 			ch.SnapshotStale = true
 		} else {
+			if key != old.SnapshotKey {
+				// A final snapshot equal in content to the stored live one
+				// still changes the key, and the key must be stored so a
+				// later live snapshot cannot replace the final transcript.
+				ch.callChanged = true
+			}
 			ch.SnapshotKey = key
 			var textChanged []bool
 			ch.Upserts, textChanged, ch.TruncateTo = diffUtterances(old.Utterances, s.Utterances)
@@ -119,6 +125,14 @@ func Merge(cur *State, u Update, now time.Time) Change {
 			}
 			next.UtteranceCount = len(s.Utterances)
 		}
+	}
+
+	// A transcript correction after the call ended (the provider's final
+	// transcript differing from an earlier final one) is stored and emitted
+	// after the first ended event; a second ended event follows, so a stream
+	// that reads to its ended event always finishes with the final text.
+	if old.Call.Status.Terminal() && len(ch.Events) > 0 {
+		emit(EventEnded, EndedData{Status: old.Call.Status, DisconnectionReason: next.DisconnectionReason})
 	}
 
 	// Status: only forward, and never out of a terminal status.
@@ -157,7 +171,8 @@ func mergeFields(c *Call, f *CallFields) bool {
 		}
 	}
 	setJSON := func(dst *[]byte, v []byte) {
-		if len(v) > 0 && !bytes.Equal(*dst, v) {
+		// A JSON null is treated as absent: it never erases a stored value.
+		if len(v) > 0 && string(v) != "null" && !bytes.Equal(*dst, v) {
 			*dst = append([]byte(nil), v...)
 			changed = true
 		}

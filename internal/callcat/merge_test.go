@@ -361,3 +361,51 @@ func TestSnapshotKeyOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeCorrectionAfterEnded(t *testing.T) {
+	snaps := growingSnapshots(6)
+	first := snaps[5]
+	first.Final = true
+	state, _ := applyAll(t, []callcat.Update{snapshotUpdate(first, callcat.StatusEnded)})
+
+	corrected := snaps[5]
+	corrected.Final = true
+	corrected.Utterances = cloneUtterances(corrected.Utterances)
+	corrected.Utterances[0].Content = "corrected"
+	corrected.TakenAt++
+	ch := callcat.Merge(state, snapshotUpdate(corrected, callcat.StatusEnded), now)
+
+	var types []callcat.EventType
+	for _, ev := range ch.Events {
+		types = append(types, ev.Type)
+	}
+	want := []callcat.EventType{callcat.EventUtterance, callcat.EventEnded}
+	if diff := cmp.Diff(want, types); diff != "" {
+		t.Fatalf("event types (-want +got):\n%s", diff)
+	}
+}
+
+func TestMergeNullKeepsMetadata(t *testing.T) {
+	state, _ := applyAll(t, []callcat.Update{
+		{Fields: callcat.CallFields{ID: "call_1", Status: callcat.StatusOngoing, Metadata: json.RawMessage(`{"a":1}`)}},
+		{Fields: callcat.CallFields{ID: "call_1", Metadata: json.RawMessage(`null`)}},
+	})
+	if string(state.Call.Metadata) != `{"a":1}` {
+		t.Fatalf("metadata=%s, want kept", state.Call.Metadata)
+	}
+}
+
+func TestMergeFinalKeyStoredWithoutTextChange(t *testing.T) {
+	snap := growingSnapshots(4)[3]
+	state, _ := applyAll(t, []callcat.Update{snapshotUpdate(snap, callcat.StatusOngoing)})
+
+	final := snap
+	final.Final = true
+	ch := callcat.Merge(state, snapshotUpdate(final, callcat.StatusOngoing), now)
+	if !ch.Changed() {
+		t.Fatalf("Changed()=false, want true: the final key must be stored")
+	}
+	if !ch.SnapshotKey.Final {
+		t.Fatalf("snapshot key not final")
+	}
+}

@@ -1,5 +1,7 @@
 package callcat
 
+import "math"
+
 // Word is one timed word of an utterance. Start and End are seconds from the
 // start of the call audio, as the provider sends them.
 type Word struct {
@@ -99,22 +101,18 @@ func cmpInt(a, b int64) int {
 	}
 }
 
-// lastWordEnd returns the latest word end time in the snapshot. It takes the
-// maximum rather than the last word because adjacent agent words have been
-// seen to overlap by about a millisecond.
+// lastWordEnd returns the latest word end time in the snapshot. It scans
+// every word rather than the last one because adjacent words have been seen
+// to overlap by about a millisecond. NaN and infinite times count as 0 so the
+// ordering of SnapshotKey stays total.
 func lastWordEnd(utterances []Utterance) float64 {
 	var latest float64
-	for i := len(utterances) - 1; i >= 0; i-- {
-		words := utterances[i].Words
-		if len(words) == 0 {
-			continue
-		}
-		for _, w := range words {
-			if w.End > latest {
+	for i := range utterances {
+		for _, w := range utterances[i].Words {
+			if w.End > latest && !math.IsInf(w.End, 1) {
 				latest = w.End
 			}
 		}
-		return latest
 	}
 	return latest
 }

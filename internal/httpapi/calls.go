@@ -193,12 +193,6 @@ func (s *server) handleReadyz() http.Handler {
 	})
 }
 
-func (s *server) handleNotFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
-	})
-}
-
 // formatBytes renders a byte count for messages, e.g. "16 MiB".
 func formatBytes(n int64) string {
 	switch {

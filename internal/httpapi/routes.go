@@ -3,7 +3,8 @@ package httpapi
 import "net/http"
 
 // addRoutes registers every route of the service. Method-qualified patterns
-// make the mux answer 405 with an Allow header for other methods.
+// make the mux answer 405 with an Allow header for other methods, and 404 for
+// unknown paths. A catch-all "/" route would turn every 405 into a 404.
 func (s *server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /webhooks/retell", s.handleWebhook())
 
@@ -20,6 +21,4 @@ func (s *server) addRoutes(mux *http.ServeMux) {
 	if s.cfg.Memory != nil {
 		mux.Handle("GET /debug/memory", s.cfg.Memory)
 	}
-
-	mux.Handle("/", s.handleNotFound())
 }

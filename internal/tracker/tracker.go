@@ -184,7 +184,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 
 	t.logger.Info("tracker started", "tracked_calls", t.Tracked(), "workers", t.cfg.Workers,
 		"poll_interval", t.cfg.PollInterval, "reconcile_interval", t.cfg.ReconcileInterval)
-	defer t.logger.Info("tracker stopped", "tracked_calls", t.Tracked())
+	defer func() { t.logger.Info("tracker stopped", "tracked_calls", t.Tracked()) }()
 
 	if t.poller == nil {
 		<-ctx.Done()

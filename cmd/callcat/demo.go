@@ -21,7 +21,9 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	var svc serviceFlags
 	svc.register(fs, "callcat-demo-data")
 	var sf simFlags
-	sf.register(fs, 5)
+	// The demo plays calls at twice real time so a newcomer sees whole calls
+	// start, grow and end within the first minute.
+	sf.register(fs, 5, 2)
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return err
 	}
@@ -111,4 +113,3 @@ Press Ctrl-C to stop.
 		return nil
 	}
 }
-

@@ -20,12 +20,12 @@ type simFlags struct {
 	cfg sim.Config
 }
 
-func (f *simFlags) register(fs *flag.FlagSet, defaultCalls int) {
+func (f *simFlags) register(fs *flag.FlagSet, defaultCalls int, defaultSpeed float64) {
 	c := &f.cfg
 	fs.IntVar(&c.Calls, "calls", defaultCalls, "concurrent simulated calls to keep going")
 	fs.IntVar(&c.TotalCalls, "total-calls", 0, "stop after this many calls have been started (0: run until stopped)")
 	fs.DurationVar(&c.CallLength, "call-length", 45*time.Second, "simulated length of a connected call")
-	fs.Float64Var(&c.Speed, "speed", 1, "time compression: 10 plays a 45s call in 4.5s")
+	fs.Float64Var(&c.Speed, "speed", defaultSpeed, "time compression: 10 plays a 45s call in 4.5s")
 	fs.BoolVar(&c.PushTranscripts, "push-transcripts", true, "send transcript_updated webhooks at each turn")
 	fs.BoolVar(&c.LiveTranscript, "live-transcript", false, "let get-call carry the live transcript of an ongoing call")
 	fs.Float64Var(&c.NotConnectedRatio, "not-connected-ratio", 0.1, "share of calls that never connect (0 to 1)")
@@ -37,7 +37,7 @@ func runSim(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.SetOutput(stderr)
 
 	var f simFlags
-	f.register(fs, 5)
+	f.register(fs, 5, 1)
 	addr := fs.String("addr", "127.0.0.1:9090", "listen `address` of the simulated provider API")
 	fs.StringVar(&f.cfg.WebhookURL, "webhook-url", "", "`URL` that receives the signed webhooks, e.g. http://127.0.0.1:8080/webhooks/retell")
 	fs.StringVar(&f.cfg.APIKey, "api-key", "", "API `key` the simulator accepts and signs webhooks with (default: RETELL_API_KEY)")

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/callcat/callcat/internal/app"
+	"github.com/callcat/callcat/internal/memwatch"
 	"github.com/callcat/callcat/internal/sim"
 )
 
@@ -65,6 +66,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 
+	memwatch.ConfigureMemoryLimit(logger, memwatch.DefaultMemoryLimitRatio)
 	cfg := svc.cfg
 	cfg.Listener = serviceLn
 	cfg.RetellAPIKey = apiKey
@@ -86,6 +88,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
   transcript:  %[4]s/v1/calls/{call_id}/transcript?format=text
   live stream: curl -N %[4]s/v1/calls/{call_id}/stream
   metrics:     %[4]s/metrics
+  memory:      %[4]s/debug/memory
 
 Press Ctrl-C to stop.
 `, simCfg.Calls, simCfg.Speed, cfg.DataDir, serviceURL)

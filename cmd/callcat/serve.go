@@ -7,6 +7,7 @@ import (
 
 	"github.com/callcat/callcat/internal/app"
 	"github.com/callcat/callcat/internal/httpapi"
+	"github.com/callcat/callcat/internal/memwatch"
 	"github.com/callcat/callcat/internal/tracker"
 )
 
@@ -41,6 +42,9 @@ func (f *serviceFlags) register(fs *flag.FlagSet, defaultDataDir string) {
 
 	fs.Int64Var(&c.MaxWebhookBytes, "max-webhook-bytes", httpapi.DefaultMaxWebhookBytes, "maximum webhook body in `bytes`; larger bodies get 413")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "time allowed for a graceful shutdown")
+	fs.DurationVar(&c.Memory.Interval, "memwatch-interval", memwatch.DefaultInterval, "period of memory samples")
+	fs.IntVar(&c.Memory.Capacity, "memwatch-samples", memwatch.DefaultCapacity, "memory samples kept in the ring (2160 at 10s is 6h)")
+	fs.DurationVar(&c.Memory.Window, "memwatch-window", memwatch.DefaultWindow, "window over which memory growth is fitted")
 
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
@@ -63,5 +67,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	f.cfg.Logger = logger
 	f.cfg.RetellAPIKey = getenv("RETELL_API_KEY")
+	memwatch.ConfigureMemoryLimit(logger, memwatch.DefaultMemoryLimitRatio)
 	return app.Serve(ctx, f.cfg, nil)
 }

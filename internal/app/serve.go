@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/callcat/callcat/internal/httpapi"
+	"github.com/callcat/callcat/internal/memwatch"
 	"github.com/callcat/callcat/internal/retell"
 	"github.com/callcat/callcat/internal/store/sqlite"
 	"github.com/callcat/callcat/internal/stream"
@@ -45,6 +46,7 @@ type Config struct {
 	Tracker tracker.Config
 	Client  retell.ClientConfig
 	Stream  stream.Config
+	Memory  memwatch.Config
 
 	MaxWebhookBytes int64
 	ShutdownTimeout time.Duration
@@ -61,6 +63,8 @@ type Service struct {
 	Addr     string // the bound address, e.g. 127.0.0.1:8080
 	Tracker  *tracker.Tracker
 	Store    *sqlite.DB
+	Hub      *stream.Hub
+	Memory   *memwatch.Watcher
 	Registry *prometheus.Registry
 }
 
@@ -154,6 +158,14 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 		return err
 	}
 
+	memCfg := cfg.Memory
+	memCfg.Registerer = reg
+	memCfg.Logger = logger
+	mem, err := memwatch.New(memCfg)
+	if err != nil {
+		return fmt.Errorf("create memory watcher: %w", err)
+	}
+
 	// HTTP.
 	handler, err := httpapi.NewServer(httpapi.Config{
 		Store:           db,
@@ -162,6 +174,7 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 		WebhookKey:      cfg.RetellAPIKey,
 		MaxWebhookBytes: cfg.MaxWebhookBytes,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Memory:          mem,
 		Logger:          logger,
 		Registerer:      reg,
 	})
@@ -194,7 +207,13 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := mem.Run(trackerCtx); err != nil {
+			logger.Error("memory watcher stopped", "err", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := tr.Run(trackerCtx); err != nil {
@@ -208,7 +227,7 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 		}
 	}()
 
-	svc := &Service{Addr: ln.Addr().String(), Tracker: tr, Store: db, Registry: reg}
+	svc := &Service{Addr: ln.Addr().String(), Tracker: tr, Store: db, Hub: hub, Memory: mem, Registry: reg}
 	logger.Info("callcat serving", "addr", svc.Addr, "store", dbPath, "provider", cfg.RetellBaseURL)
 	if ready != nil {
 		ready(svc)

@@ -110,6 +110,10 @@ func (t *Tracker) untrackLocked(c *trackedCall) {
 		heap.Remove(&t.queue, c.heapIndex)
 	}
 	c.removed = true
+	if t.cfg.LeakEndedCalls {
+		// Stands for a transcript kept with the call: about 16 KiB each.
+		t.leaked = append(t.leaked, leakedCall{call: c, transcript: make([]byte, 16<<10)})
+	}
 	if t.calls[c.id] == c {
 		delete(t.calls, c.id)
 	}

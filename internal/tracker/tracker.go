@@ -89,6 +89,11 @@ type Config struct {
 	// provider rejects the API key (401/403) and all polling is paused.
 	AuthRetryInterval time.Duration
 
+	// LeakEndedCalls keeps every untracked call's state in memory forever.
+	// It exists only so the soak test can prove it catches a leak; never set
+	// it in a real deployment.
+	LeakEndedCalls bool
+
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -121,6 +126,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// leakedCall is what LeakEndedCalls keeps of an ended call.
+type leakedCall struct {
+	call       *trackedCall
+	transcript []byte
+}
+
 // Tracker keeps every live call in sync. Create it with New, then call Run.
 // HandleWebhook and Track may be called before, during and after Run.
 type Tracker struct {
@@ -138,6 +149,7 @@ type Tracker struct {
 	calls     map[string]*trackedCall // guarded by mu
 	queue     callHeap                // guarded by mu; calls waiting for their next poll
 	authPause time.Time               // guarded by mu; zero when polling runs
+	leaked    []leakedCall            // guarded by mu; grows only with LeakEndedCalls
 	wake      chan struct{}           // one slot: the scheduler re-reads the queue
 
 	running atomic.Bool

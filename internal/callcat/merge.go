@@ -17,6 +17,12 @@ type Update struct {
 	// Delivery identifies the webhook delivery that carried the update, for
 	// deduplication. Nil for polls and API responses.
 	Delivery *Delivery
+
+	// Lease fences a poll result on a shared store: a Leaser store applies
+	// the update only while Lease.Owner still holds the call's lease with
+	// Lease.Generation, and fails with ErrLeaseLost otherwise. Nil for
+	// webhooks, which any replica applies.
+	Lease *Lease
 }
 
 // Delivery is the record of one received webhook.

@@ -22,7 +22,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	var svc serviceFlags
 	svc.register(fs, "callcat-demo-data")
 	var sf simFlags
-	// The demo plays calls at twice real time so a newcomer sees whole calls
+	// The demo plays calls at twice real time so a newcomer watches whole calls
 	// start, grow and end within the first minute.
 	sf.register(fs, 5, 2)
 	if err := parseFlags(fs, args, getenv); err != nil {

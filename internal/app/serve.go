@@ -35,7 +35,7 @@ const (
 	DefaultDatabaseFile    = "callcat.db"
 )
 
-// Config is everything `callcat serve` can be told.
+// Config holds every setting of `callcat serve`.
 type Config struct {
 	Addr    string // listen address; port 0 picks a free one
 	DataDir string // holds the SQLite database file
@@ -52,7 +52,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	// Listener, when set, is used instead of listening on Addr. The demo
-	// binds it first so the simulator knows the webhook URL.
+	// binds it first so it can give the simulator the webhook URL.
 	Listener net.Listener
 
 	Logger *slog.Logger

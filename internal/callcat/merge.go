@@ -36,7 +36,7 @@ type Delivery struct {
 	ReceivedAt time.Time
 }
 
-// State is what the store holds about a call before an update.
+// State is the stored record of a call before an update.
 type State struct {
 	Call        Call
 	Utterances  []Utterance
@@ -133,9 +133,9 @@ func Merge(cur *State, u Update, now time.Time) Change {
 		}
 	}
 
-	// A transcript correction after the call ended (the provider's final
-	// transcript differing from an earlier final one) is stored and emitted
-	// after the first ended event; a second ended event follows, so a stream
+	// A transcript correction after the call ended is stored and emitted
+	// after the first ended event. It happens when a later final transcript
+	// differs from an earlier one. A second ended event follows, so a stream
 	// that reads to its ended event always finishes with the final text.
 	if old.Call.Status.Terminal() && len(ch.Events) > 0 {
 		emit(EventEnded, EndedData{Status: old.Call.Status, DisconnectionReason: next.DisconnectionReason})
@@ -198,11 +198,11 @@ func mergeFields(c *Call, f *CallFields) bool {
 	return changed
 }
 
-// diffUtterances compares the stored utterances with a new snapshot. It returns
-// the utterances to write (new ones, and stored ones whose role, content or
-// words differ), whether each one's text changed (a words-only change is
-// stored but emits no event), and the new length when the snapshot is shorter
-// (-1 otherwise).
+// diffUtterances compares the stored utterances with a new snapshot. It
+// returns the utterances to write: new ones, and stored ones whose role,
+// content or words differ. textChanged tells for each whether its text
+// changed, because a words-only change is stored but emits no event.
+// truncateTo is the new length when the snapshot is shorter, else -1.
 func diffUtterances(stored, snapshot []Utterance) (upserts []Utterance, textChanged []bool, truncateTo int) {
 	truncateTo = -1
 	for i := range snapshot {

@@ -104,7 +104,7 @@ func (t *Tracker) notePush(callID string) {
 }
 
 // untrackLocked removes a call from memory. A worker that holds the call
-// sees removed and drops it.
+// finds removed set and drops it.
 func (t *Tracker) untrackLocked(c *trackedCall) {
 	if c.heapIndex >= 0 {
 		heap.Remove(&t.queue, c.heapIndex)

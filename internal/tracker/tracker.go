@@ -126,7 +126,7 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// leakedCall is what LeakEndedCalls keeps of an ended call.
+// leakedCall is the state LeakEndedCalls keeps of an ended call.
 type leakedCall struct {
 	call       *trackedCall
 	transcript []byte
@@ -276,7 +276,7 @@ func (t *Tracker) Ready() error {
 }
 
 // apply stores u and publishes its events, both under the call's lock so the
-// hub sees each call's events in seq order.
+// hub receives each call's events in seq order.
 func (t *Tracker) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult, error) {
 	lock := &t.locks[stripe(u.Fields.ID)]
 	lock.Lock()

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 
 const testKey = "key_test"
 
-// provider is a get-call endpoint whose answer per call the test scripts.
+// provider is a get-call endpoint whose response per call the test scripts.
 type provider struct {
 	mu       sync.Mutex
 	handler  func(w http.ResponseWriter, callID string, n int)

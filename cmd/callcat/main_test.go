@@ -82,8 +82,8 @@ func TestServePublicAddressRefused(t *testing.T) {
 	}
 }
 
-// TestDemoAsNewUser builds the binary and runs `callcat demo` the way the
-// README says, then checks that within 10 seconds the API lists live calls
+// TestDemoAsNewUser builds the binary and runs `callcat demo` as the README
+// shows, then checks that within 10 seconds the API lists live calls
 // and a stream shows utterances arriving.
 func TestDemoAsNewUser(t *testing.T) {
 	dir := t.TempDir()

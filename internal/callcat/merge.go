@@ -74,11 +74,12 @@ func (c *Change) Changed() bool {
 // changed. It is pure: the same inputs give the same Change, so both store
 // implementations and the fuzz tests share it.
 //
-// Rules: a status never moves back (terminal is final); fields absent from the
-// payload keep their stored value; a snapshot replaces the stored transcript
-// unless its SnapshotKey is lower; each new or changed utterance emits one
-// utterance event, a shorter transcript one truncate event, a status change
-// one status event and a first terminal status one ended event, in that order.
+// Rules: a status never moves back, so a terminal status is final. Fields
+// absent from the payload keep their stored value. A snapshot replaces the
+// stored transcript unless its SnapshotKey is lower. Each new or changed
+// utterance emits one utterance event, a shorter transcript one truncate
+// event, a status change one status event and a first terminal status one
+// ended event, in that order.
 func Merge(cur *State, u Update, now time.Time) Change {
 	ch := Change{TruncateTo: -1}
 

@@ -35,6 +35,10 @@ type Leaser interface {
 	// ReleaseLeases gives up every lease of owner, for a clean shutdown.
 	ReleaseLeases(ctx context.Context, owner string) error
 
+	// ReleaseLease gives up owner's lease of one call, when the call ended
+	// or left tracking. A lease held by another owner is left alone.
+	ReleaseLease(ctx context.Context, owner, callID string) error
+
 	// AdoptableCalls returns up to limit live calls that no replica holds
 	// an unexpired lease on.
 	AdoptableCalls(ctx context.Context, limit int) ([]string, error)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -201,6 +202,52 @@ func (h *Hub) Publish(events []callcat.Event) {
 		}
 		h.mu.RUnlock()
 	}
+
+	if len(dropped) > 0 {
+		h.removeDropped(dropped)
+	}
+}
+
+// ResyncSeq is the Seq of a resync frame: a frame without bytes that tells a
+// subscriber it may have missed events and must read them from the store.
+// It is larger than any real seq, so a reader that treats a seq beyond its
+// last + 1 as a gap resynchronises without special code.
+const ResyncSeq = math.MaxInt64
+
+// resyncFrame is shared by every resync; it carries no event.
+var resyncFrame = &Frame{Seq: ResyncSeq}
+
+// HasSubscribers reports whether callID has subscriptions of its own.
+func (h *Hub) HasSubscribers(callID string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subs[callID]) > 0
+}
+
+// Resync sends a resync frame to the subscriptions of callID, for events
+// another replica stored. It never blocks: a subscription whose buffer is
+// full is dropped, like in Publish.
+func (h *Hub) Resync(callID string) {
+	h.mu.RLock()
+	frame := *resyncFrame
+	frame.CallID = callID
+	dropped := deliver(h.subs[callID], &frame, nil)
+	h.mu.RUnlock()
+
+	if len(dropped) > 0 {
+		h.removeDropped(dropped)
+	}
+}
+
+// ResyncAll sends a resync frame to every subscription, after a gap in the
+// notifications from other replicas.
+func (h *Hub) ResyncAll() {
+	var dropped []*Subscription
+	h.mu.RLock()
+	for _, subs := range h.subs {
+		dropped = deliver(subs, resyncFrame, dropped)
+	}
+	h.mu.RUnlock()
 
 	if len(dropped) > 0 {
 		h.removeDropped(dropped)

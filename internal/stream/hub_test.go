@@ -774,3 +774,47 @@ func decodeLogLines(tb testing.TB, logs *bytes.Buffer) []map[string]any {
 	}
 	return lines
 }
+
+func TestHubResync(t *testing.T) {
+	hub, err := stream.NewHub(stream.Config{BufferSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+
+	a, _ := hub.Subscribe("call_a")
+	b, _ := hub.Subscribe("call_b")
+	defer a.Close()
+	defer b.Close()
+
+	if !hub.HasSubscribers("call_a") {
+		t.Fatalf("HasSubscribers(call_a)=false, want true")
+	}
+	if hub.HasSubscribers("call_c") {
+		t.Fatalf("HasSubscribers(call_c)=true, want false")
+	}
+
+	hub.Resync("call_a")
+	f := <-a.C()
+	if f.Seq != stream.ResyncSeq || f.CallID != "call_a" || len(f.Bytes) != 0 {
+		t.Fatalf("resync frame=%+v, want seq ResyncSeq, call_a, no bytes", f)
+	}
+	select {
+	case f := <-b.C():
+		t.Fatalf("call_b got %+v, want nothing", f)
+	default:
+	}
+
+	hub.ResyncAll()
+	if f := <-b.C(); f.Seq != stream.ResyncSeq {
+		t.Fatalf("ResyncAll frame seq=%d, want ResyncSeq", f.Seq)
+	}
+
+	// A full buffer drops the subscriber instead of blocking.
+	hub.ResyncAll()
+	hub.ResyncAll()
+	hub.ResyncAll()
+	if !a.Dropped() {
+		t.Fatalf("subscriber with a full buffer not dropped")
+	}
+}

@@ -14,6 +14,8 @@ type metrics struct {
 	lateness       prometheus.Histogram
 	events         prometheus.Counter
 	staleSnapshots prometheus.Counter
+	leasesLost     prometheus.Counter
+	adopted        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,12 +53,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callcat_stale_snapshots_total",
 			Help: "Transcript snapshots ignored because a newer one was stored.",
 		}),
+		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcat_leases_lost_total",
+			Help: "Call leases this replica lost to another replica.",
+		}),
+		adopted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcat_calls_adopted_total",
+			Help: "Live calls this replica adopted after their lease expired.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.tracked, m.trackRejected, m.expired, m.authPaused,
-		m.polls, m.lateness, m.events, m.staleSnapshots} {
+		m.polls, m.lateness, m.events, m.staleSnapshots, m.leasesLost, m.adopted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

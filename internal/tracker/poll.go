@@ -22,6 +22,7 @@ const (
 	outcomeGone      pollOutcome = "gone"
 	outcomeStoreFail pollOutcome = "store_error"
 	outcomeCanceled  pollOutcome = "canceled"
+	outcomeLeaseLost pollOutcome = "lease_lost"
 )
 
 // poll fetches one call, applies what it returned and decides when the call
@@ -36,6 +37,9 @@ func (t *Tracker) poll(ctx context.Context, c *trackedCall) {
 	now := t.cfg.Now()
 	u := callcat.Update{Fields: call.Fields()}
 	u.Fields.ID = c.id
+	if lease := t.leaseOf(c); lease > 0 {
+		u.Lease = &callcat.Lease{CallID: c.id, Owner: t.cfg.Owner, Generation: lease}
+	}
 	if utterances, ok := call.Utterances(); ok {
 		u.Snapshot = &callcat.Snapshot{
 			Utterances: utterances,
@@ -47,6 +51,13 @@ func (t *Tracker) poll(ctx context.Context, c *trackedCall) {
 	applyCtx, cancel := context.WithTimeout(ctx, DefaultApplyTimeout)
 	res, err := t.apply(applyCtx, u)
 	cancel()
+	if isLeaseLost(err) {
+		t.metrics.polls.WithLabelValues(string(outcomeLeaseLost)).Inc()
+		t.metrics.leasesLost.Inc()
+		t.logger.Warn("call lease lost; poll result discarded and polling stopped here", "call_id", c.id, "owner", t.cfg.Owner)
+		t.finishPoll(c, now, true, 0)
+		return
+	}
 	if err != nil {
 		t.metrics.polls.WithLabelValues(string(outcomeStoreFail)).Inc()
 		t.limited.Log(ctx, slog.LevelError, "poll_store", "store poll result failed; retrying",
@@ -61,7 +72,23 @@ func (t *Tracker) poll(ctx context.Context, c *trackedCall) {
 	if terminal {
 		t.logger.Debug("call left tracking", "call_id", c.id, "status", res.Call.Status)
 	}
-	t.finishPoll(c, now, terminal, 0)
+	if t.finishPoll(c, now, terminal, 0) && u.Lease != nil {
+		t.releaseLease(c.id)
+	}
+}
+
+// leaseOf returns the generation to fence c's poll with, or 0. A final
+// fetch is not fenced: any replica may store a terminal payload.
+func (t *Tracker) leaseOf(c *trackedCall) int64 {
+	if !t.leasing() {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.final {
+		return 0
+	}
+	return c.lease
 }
 
 // pollFailed classifies a failed poll: the provider rejected the key (pause
@@ -95,6 +122,8 @@ func (t *Tracker) pollFailed(ctx context.Context, c *trackedCall, err error) {
 
 	case status == http.StatusNotFound || status == http.StatusUnprocessableEntity:
 		t.metrics.polls.WithLabelValues(string(outcomeGone)).Inc()
+		// NOTE: the call stays live in the store, so a restart or another
+		// replica's adoption polls it once more after its lease expires.
 		t.logger.Warn("provider does not know the call; tracking stopped", "call_id", c.id, "status", status)
 		t.finishPoll(c, now, true, 0)
 
@@ -113,8 +142,9 @@ func (t *Tracker) pollFailed(ctx context.Context, c *trackedCall, err error) {
 
 // finishPoll releases a call after a poll: it leaves memory when done or when
 // it has been tracked longer than MaxTrackingDuration, otherwise it is queued
-// again, after delay when non-zero, else on its next slot.
-func (t *Tracker) finishPoll(c *trackedCall, now time.Time, done bool, delay time.Duration) {
+// again, after delay when non-zero, else on its next slot. It reports whether
+// the call left memory.
+func (t *Tracker) finishPoll(c *trackedCall, now time.Time, done bool, delay time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
@@ -127,25 +157,26 @@ func (t *Tracker) finishPoll(c *trackedCall, now time.Time, done bool, delay tim
 	}
 
 	if c.removed {
-		return
+		return false
 	}
 	if done || c.final {
 		t.untrackLocked(c)
-		return
+		return true
 	}
 	if now.Sub(c.started) > t.cfg.MaxTrackingDuration {
 		t.logger.Warn("call tracked longer than the maximum; polling stopped",
 			"call_id", c.id, "max_tracking_duration", t.cfg.MaxTrackingDuration)
 		t.metrics.expired.Inc()
 		t.untrackLocked(c)
-		return
+		return true
 	}
 
 	if delay > 0 {
 		t.queueLocked(c, now.Add(delay))
-		return
+		return false
 	}
 	t.queueLocked(c, nextSlot(now, t.cfg.PollInterval, c.phase))
+	return false
 }
 
 // backoff returns the wait before the next poll of a failing call:

@@ -16,11 +16,12 @@ type trackedCall struct {
 	next      time.Time     // when the call is due
 	lastPoll  time.Time
 	lastPush  time.Time
-	failures  int  // consecutive failed polls
-	final     bool // the call reached a terminal status: one last fetch, then it leaves memory
-	polling   bool // a worker holds the call
-	removed   bool // deleted while a worker held it
-	heapIndex int  // position in the queue, -1 when not queued
+	failures  int   // consecutive failed polls
+	final     bool  // the call reached a terminal status: one last fetch, then it leaves memory
+	polling   bool  // a worker holds the call
+	removed   bool  // deleted while a worker held it
+	heapIndex int   // position in the queue, -1 when not queued
+	lease     int64 // generation of this replica's lease, 0 without leases
 }
 
 // callHeap is a min-heap of calls by due time.

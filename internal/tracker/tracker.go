@@ -89,6 +89,18 @@ type Config struct {
 	// provider rejects the API key (401/403) and all polling is paused.
 	AuthRetryInterval time.Duration
 
+	// Leaser, when set, shares the live calls with other replicas on the same
+	// store: this tracker polls only the calls whose lease it holds, renews
+	// them every LeaseRenewInterval for LeaseTTL, and adopts calls whose
+	// owner stopped renewing. Owner names this replica and must be unique.
+	Leaser             callcat.Leaser
+	Owner              string
+	LeaseTTL           time.Duration
+	LeaseRenewInterval time.Duration
+
+	// AdoptBatch bounds the calls adopted per renewal period.
+	AdoptBatch int
+
 	// LeakEndedCalls keeps every untracked call's state in memory forever.
 	// It exists only so the soak test can prove it catches a leak; never set
 	// it in a real deployment.
@@ -112,6 +124,11 @@ func (c *Config) setDefaults() {
 	def(&c.BackoffMax, DefaultBackoffMax)
 	def(&c.RetryAfterMax, DefaultRetryAfterMax)
 	def(&c.AuthRetryInterval, DefaultAuthRetryInterval)
+	def(&c.LeaseTTL, DefaultLeaseTTL)
+	def(&c.LeaseRenewInterval, DefaultLeaseRenewInterval)
+	if c.AdoptBatch <= 0 {
+		c.AdoptBatch = DefaultAdoptBatch
+	}
 	if c.MaxTracked <= 0 {
 		c.MaxTracked = DefaultMaxTracked
 	}
@@ -150,6 +167,7 @@ type Tracker struct {
 	queue     callHeap                // guarded by mu; calls waiting for their next poll
 	authPause time.Time               // guarded by mu; zero when polling runs
 	leaked    []leakedCall            // guarded by mu; grows only with LeakEndedCalls
+	foreign   map[string]time.Time    // guarded by mu; calls another replica leases, until when to skip claims
 	wake      chan struct{}           // one slot: the scheduler re-reads the queue
 
 	running atomic.Bool
@@ -177,6 +195,7 @@ func New(store callcat.Store, hub Publisher, poller Poller, cfg Config) (*Tracke
 		limited: ratelog.New(cfg.Logger, 0),
 		metrics: m,
 		calls:   make(map[string]*trackedCall),
+		foreign: make(map[string]time.Time),
 		wake:    make(chan struct{}, 1),
 	}, nil
 }
@@ -190,7 +209,11 @@ func (t *Tracker) Run(ctx context.Context) error {
 	}
 	defer t.running.Store(false)
 
-	if err := t.resume(ctx); err != nil {
+	if t.leasing() {
+		if t.cfg.Owner == "" {
+			return errors.New("tracker: a replica id (Owner) is required with a shared store")
+		}
+	} else if err := t.resume(ctx); err != nil {
 		return err
 	}
 
@@ -205,6 +228,13 @@ func (t *Tracker) Run(ctx context.Context) error {
 
 	work := make(chan *trackedCall)
 	var wg sync.WaitGroup
+	if t.leasing() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.runLeases(ctx)
+		}()
+	}
 	for range t.cfg.Workers {
 		wg.Add(1)
 		go func() {

@@ -36,7 +36,7 @@ func (t *Tracker) HandleWebhook(ctx context.Context, wh *retell.Webhook, d callc
 		return res, err
 	}
 
-	t.afterApply(wh.Event, res)
+	t.afterApply(ctx, wh.Event, res)
 	return res, nil
 }
 
@@ -77,7 +77,7 @@ func webhookUpdate(wh *retell.Webhook, d callcat.Delivery) (callcat.Update, erro
 }
 
 // afterApply updates the in-memory registry after a webhook was stored.
-func (t *Tracker) afterApply(event string, res callcat.ApplyResult) {
+func (t *Tracker) afterApply(ctx context.Context, event string, res callcat.ApplyResult) {
 	id := res.Call.ID
 	status := res.Call.Status
 
@@ -95,7 +95,9 @@ func (t *Tracker) afterApply(event string, res callcat.ApplyResult) {
 	if !status.Live() {
 		return
 	}
-	if err := t.track(id, t.cfg.Now(), false); err != nil {
+	if t.leasing() {
+		t.claimAndTrack(ctx, id)
+	} else if err := t.track(id, t.cfg.Now(), false); err != nil {
 		return
 	}
 	if event == EventTranscriptUpdated {

@@ -36,11 +36,13 @@ func Run(t *testing.T, open func(t *testing.T) callcat.Store) {
 		{"ApplyCreates", testApplyCreates},
 		{"ApplyKeepsAbsentFields", testApplyKeepsAbsentFields},
 		{"ApplyStoresJSONVerbatim", testApplyStoresJSONVerbatim},
+		{"ApplyUnusualText", testApplyUnusualText},
 		{"ApplyRepeatedIsNoop", testApplyRepeatedIsNoop},
 		{"ApplyInvalid", testApplyInvalid},
 		{"ApplyCanceled", testApplyCanceled},
 		{"EventSeqs", testEventSeqs},
 		{"EventsUnknownCall", testEventsUnknownCall},
+		{"LimitsClamped", testLimitsClamped},
 		{"SnapshotStale", testSnapshotStale},
 		{"SnapshotFinalWins", testSnapshotFinalWins},
 		{"SnapshotFinalKeyStored", testSnapshotFinalKeyStored},
@@ -228,6 +230,45 @@ func testApplyStoresJSONVerbatim(t *testing.T, s callcat.Store) {
 	}
 }
 
+// testApplyUnusualText applies text that not every store can hold byte for
+// byte: NUL characters and invalid UTF-8, which PostgreSQL's text type
+// rejects. The update must be stored, and applying it again must change
+// nothing, so a poll that repeats such a payload emits no events.
+func testApplyUnusualText(t *testing.T, s callcat.Store) {
+	ctx := t.Context()
+	id := "call_unusual_text"
+	u := snapshotUpdate(id, callcat.StatusOngoing, liveSnapshot(2))
+	u.Snapshot.Utterances[1].Content = "nul\x00 and \xff"
+	u.Snapshot.Utterances[0].Role = "agent\x00"
+	u.Snapshot.Utterances[0].Words[0].Word = "nul\x00\xfe"
+	u.Fields.FromNumber = "+1555\xfe"
+	u.Fields.DisconnectionReason = "hangup\x00"
+	u.Fields.Metadata = json.RawMessage("{\"name\":\"Jos\xe9\"}")
+
+	first := mustApply(t, s, u)
+	if !first.Created {
+		t.Fatalf("Created=false, want true")
+	}
+
+	again := mustApply(t, s, u)
+	if len(again.Events) != 0 {
+		t.Fatalf("events on the second apply=%v, want none", eventTypes(again.Events))
+	}
+	if diff := cmp.Diff(first.Call, again.Call); diff != "" {
+		t.Fatalf("Call changed by the second apply (-first +second):\n%s", diff)
+	}
+	call, err := s.Call(ctx, id)
+	if err != nil {
+		t.Fatalf("Call: %v", err)
+	}
+	if diff := cmp.Diff(first.Call, call); diff != "" {
+		t.Fatalf("Call differs from ApplyResult.Call (-apply +read):\n%s", diff)
+	}
+	if got := len(mustTranscript(t, s, id)); got != 2 {
+		t.Fatalf("len(Transcript)=%d, want 2", got)
+	}
+}
+
 func testApplyRepeatedIsNoop(t *testing.T, s callcat.Store) {
 	ctx := t.Context()
 	u := fullUpdate("call_repeat")
@@ -363,6 +404,31 @@ func testEventsUnknownCall(t *testing.T, s callcat.Store) {
 	}
 	if len(events) != 0 {
 		t.Fatalf("len(Events)=%d, want 0", len(events))
+	}
+}
+
+// testLimitsClamped checks that a limit below one reads one row, as the
+// stores clamp Events and LiveCalls limits to at least one.
+func testLimitsClamped(t *testing.T, s callcat.Store) {
+	ctx := t.Context()
+	mustApply(t, s, snapshotUpdate("call_clamp_1", callcat.StatusOngoing, liveSnapshot(3)))
+	mustApply(t, s, statusUpdate("call_clamp_2", callcat.StatusOngoing))
+
+	for _, limit := range []int{0, -5} {
+		events, err := s.Events(ctx, "call_clamp_1", 0, limit)
+		if err != nil {
+			t.Fatalf("Events(limit=%d): %v", limit, err)
+		}
+		if len(events) != 1 {
+			t.Fatalf("Events(limit=%d) returned %d events, want 1", limit, len(events))
+		}
+		live, err := s.LiveCalls(ctx, limit)
+		if err != nil {
+			t.Fatalf("LiveCalls(limit=%d): %v", limit, err)
+		}
+		if len(live) != 1 {
+			t.Fatalf("LiveCalls(limit=%d) returned %d calls, want 1", limit, len(live))
+		}
 	}
 }
 

@@ -29,14 +29,17 @@ const (
 // e164 matches an E.164 phone number: a plus sign and up to 15 digits.
 var e164 = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
 
-// TODO: fault injection (API latency, 429 with Retry-After, 5xx, connection
-// resets, truncated bodies, duplicate and reordered webhooks) is not built yet.
+// routes serves the provider API. Config.Faults apply to authorised
+// requests only, so a request with a wrong key still gets 401.
 func (s *Sim) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /v2/get-call/{call_id}", s.requireKey(s.handleGetCall()))
-	mux.Handle("POST /v2/create-phone-call", s.requireKey(s.handleCreatePhoneCall()))
-	mux.Handle("POST /v2/stop-call/{call_id}", s.requireKey(s.handleStopCall()))
-	mux.Handle("POST /v3/list-calls", s.requireKey(s.handleListCalls()))
+	mux.Handle("GET /v2/get-call/{call_id}", s.requireKey(s.withFaults(s.handleGetCall())))
+	mux.Handle("POST /v2/create-phone-call", s.requireKey(s.withFaults(s.handleCreatePhoneCall())))
+	mux.Handle("POST /v2/stop-call/{call_id}", s.requireKey(s.withFaults(s.handleStopCall())))
+	mux.Handle("POST /v3/list-calls", s.requireKey(s.withFaults(s.handleListCalls())))
+	if s.cfg.DebugRoutes {
+		s.addDebugRoutes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
 	})
@@ -74,6 +77,9 @@ func (s *Sim) handleGetCall() http.Handler {
 			return
 		}
 		v := s.currentView(c, st, c.simTime(now, s.cfg.Speed))
+		if v.transcript && st.status == statusOngoing {
+			v.rewrite = s.faults.rewriteLive()
+		}
 		writeJSON(w, http.StatusOK, s.callObject(c, st, v))
 	})
 }

@@ -43,6 +43,8 @@ type call struct {
 	retries   int       // failed attempts of the head job
 	body      []byte    // the head job's bytes once built, resent unchanged on retry
 	signature string
+
+	log *callLog // requests about the call, for Requests and RateLimited; nil until one is logged
 }
 
 // callState is a copy of a call's mutable fields, for building payloads
@@ -92,6 +94,7 @@ func (s *Sim) advanceLocked(c *call, now time.Time) {
 			c.nextAt = math.Inf(1)
 			s.stats.CallsAnalyzed++
 			s.enqueueLocked(c, webhookJob{kind: jobCallAnalyzed})
+			s.makeReadyLocked(c) // releases a webhook held for reordering if call_analyzed was dropped
 			s.maybeFinishLocked(c)
 		}
 	}

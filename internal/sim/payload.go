@@ -203,6 +203,7 @@ type view struct {
 	ended      bool    // end_timestamp, duration_ms, disconnection_reason
 	postCall   bool    // recordings, logs, latency, token usage, cost, collected variables
 	analysis   bool
+	rewrite    bool // shorten the last utterance's last word (Faults.TranscriptRewriteRatio)
 }
 
 // callObject builds the call object of c as view v selects it. st is a copy
@@ -238,6 +239,9 @@ func (s *Sim) callObject(c *call, st callState, v view) *callJSON {
 	}
 	if v.transcript {
 		snap := sc.snapshot(v.at)
+		if v.rewrite {
+			snap = rewriteLast(snap)
+		}
 		obj.Transcript = &snap.text
 		obj.TranscriptObject = snap.utterances
 		obj.TranscriptWithToolCalls = snap.items

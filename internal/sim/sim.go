@@ -131,6 +131,23 @@ type Config struct {
 	// Now is the wall clock (default time.Now). It drives simulated time,
 	// timestamps, signatures and retry backoff. Run only polls it.
 	Now func() time.Time
+
+	// Faults selects the provider failures to inject (see Faults). The zero
+	// value injects none.
+	Faults Faults
+
+	// RequestLog is how many of its latest get-call and stop-call requests
+	// each call keeps for Requests (0: none).
+	RequestLog int
+
+	// DeliveryLog is how many digests of delivered webhooks Delivered keeps
+	// (0: none, unless DebugRoutes sets DefaultDebugDeliveryLog).
+	DeliveryLog int
+
+	// DebugRoutes serves the simulator-only routes under /_sim/ (see
+	// addDebugRoutes in debug.go), for tests that run the Sim in another
+	// process.
+	DebugRoutes bool
 }
 
 // Sim is a simulated provider. Create it with New, serve Handler, and call
@@ -145,6 +162,7 @@ type Sim struct {
 
 	mu              sync.Mutex // guards the fields below and the mutable fields of every call
 	running         bool
+	stopStarting    bool // StopStarting was called
 	calls           map[string]*call
 	active          []*call     // unfinished calls, from which the scheduler drops finished ones
 	waiting         []*call     // calls whose head webhook waits for its retry time
@@ -157,6 +175,9 @@ type Sim struct {
 	stats           Stats
 	lastGiveUpLog   time.Time
 	giveUpsSinceLog int
+	debug           debugState
+
+	faults *faultState // has its own lock, taken after mu when both are held
 }
 
 // Stats holds the Sim's counters since New and a few current gauges.
@@ -173,6 +194,11 @@ type Stats struct {
 	WebhooksDropped   int64 // webhooks not queued because MaxQueuedWebhooks was reached
 	WebhooksQueued    int   // webhooks waiting for delivery now
 	GetCallRequests   int64 // authorised get-call requests
+
+	// WebhooksUnanswered counts attempts that were sent but got no response:
+	// the connection closed or timed out after it was established.
+	WebhooksUnanswered int64
+	Faults             FaultCounts
 }
 
 // CallInfo describes one simulated call for tests and tools.
@@ -215,6 +241,7 @@ func New(cfg Config) (*Sim, error) {
 		s.client = newHTTPClient(cfg.WebhookConcurrency, cfg.WebhookTimeout)
 		s.ownClient = true
 	}
+	s.faults = newFaultState(cfg.Faults, cfg.Seed)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -239,8 +266,16 @@ func (cfg *Config) setDefaults() error {
 		return fmt.Errorf("sim: NotConnectedRatio %v must be between 0 and 1", cfg.NotConnectedRatio)
 	case cfg.CallLength < 0, cfg.AnalysisDelay < 0, cfg.WebhookTimeout < 0, cfg.RetryBackoff < 0:
 		return errors.New("sim: durations must not be negative")
-	case cfg.WebhookConcurrency < 0, cfg.MaxRetainedCalls < 0, cfg.MaxLiveCalls < 0, cfg.MaxQueuedWebhooks < 0:
+	case cfg.WebhookConcurrency < 0, cfg.MaxRetainedCalls < 0, cfg.MaxLiveCalls < 0, cfg.MaxQueuedWebhooks < 0,
+		cfg.RequestLog < 0, cfg.DeliveryLog < 0:
 		return errors.New("sim: limits must not be negative")
+	}
+	if err := cfg.Faults.validate(); err != nil {
+		return err
+	}
+	cfg.Faults.setDefaults()
+	if cfg.DebugRoutes && cfg.DeliveryLog == 0 {
+		cfg.DeliveryLog = DefaultDebugDeliveryLog
 	}
 
 	if cfg.CallLength == 0 {
@@ -301,9 +336,10 @@ func (s *Sim) Handler() http.Handler { return s.handler }
 
 // Run advances every call on a ticker and delivers webhooks through
 // Config.WebhookConcurrency senders. It returns nil when ctx ends, or when
-// Config.TotalCalls calls were started and all of them are finished: ended,
-// analyzed and every webhook delivered or given up. All its goroutines have
-// stopped when it returns. Only one Run may be active at a time.
+// Config.TotalCalls calls were started or StopStarting was called, and all
+// calls started are finished: ended, analyzed and every webhook delivered or
+// given up. All its goroutines have stopped when it returns. Only one Run may
+// be active at a time.
 func (s *Sim) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -374,11 +410,21 @@ func (s *Sim) tick() bool {
 	s.active = kept
 
 	s.wakeRetriesLocked(now)
-	return s.cfg.TotalCalls > 0 && !s.canStartLocked() && s.unfinished == 0
+	return (s.cfg.TotalCalls > 0 || s.stopStarting) && !s.canStartLocked() && s.unfinished == 0
 }
 
 func (s *Sim) canStartLocked() bool {
-	return s.cfg.TotalCalls == 0 || s.started < int64(s.cfg.TotalCalls)
+	return !s.stopStarting && (s.cfg.TotalCalls == 0 || s.started < int64(s.cfg.TotalCalls))
+}
+
+// StopStarting makes Run start no more calls of its own, as if
+// Config.TotalCalls had been reached: calls already started go on to their
+// end, and Run returns once all of them are finished. StartCall and
+// create-phone-call still start calls.
+func (s *Sim) StopStarting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopStarting = true
 }
 
 // StartCall starts one call now, inbound or outbound as the seed decides, and
@@ -507,6 +553,7 @@ func (s *Sim) Stats() Stats {
 	st.LiveCalls = s.live
 	st.RetainedCalls = len(s.calls)
 	st.WebhooksQueued = s.queuedWebhooks
+	st.Faults = s.faults.snapshot()
 	return st
 }
 

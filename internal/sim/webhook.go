@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"time"
 
@@ -26,34 +26,62 @@ const (
 	jobTranscriptFinal // the transcript_updated sent when the call ends
 	jobCallEnded
 	jobCallAnalyzed
+	jobTransferStarted // an event callcat does not act on (Faults.UnknownEventRatio)
+	jobFutureEvent     // an event the provider does not send yet (Faults.UnknownEventRatio)
+	jobNone            // no job: what webhookFlags returns when no extra event follows
+)
+
+// Names of the events callcat does not act on, sent by Faults.UnknownEventRatio.
+const (
+	eventTransferStarted = "transfer_started"
+	eventFutureEvent     = "future_event"
 )
 
 // webhookJob is a queued webhook. Its body is built only when a sender takes
 // it, from the call's immutable script, so queued webhooks cost a few bytes.
 type webhookJob struct {
-	kind jobKind
-	at   float64 // transcript offset of a jobTranscriptUpdated, in seconds since connect
+	kind  jobKind
+	flags uint8   // faults to inject (flagDuplicate, …), decided when queued
+	at    float64 // transcript offset of a jobTranscriptUpdated, in seconds since connect
 }
 
-// enqueueLocked queues a webhook of c behind its earlier ones. The caller
-// holds s.mu.
+// enqueueLocked queues a webhook of c behind its earlier ones, with the
+// faults drawn for it. The caller holds s.mu.
 func (s *Sim) enqueueLocked(c *call, job webhookJob) {
 	if s.cfg.WebhookURL == "" {
 		return
 	}
+	extra := jobNone
+	if s.cfg.Faults.webhookEnabled() {
+		job.flags, extra = s.faults.webhookFlags(job)
+	}
+	if !s.pushLocked(c, job) {
+		return
+	}
+	if extra != jobNone {
+		s.pushLocked(c, webhookJob{kind: extra})
+	}
+	s.makeReadyLocked(c)
+}
+
+// pushLocked appends job to c's queue unless MaxQueuedWebhooks is reached.
+func (s *Sim) pushLocked(c *call, job webhookJob) bool {
 	if s.queuedWebhooks >= s.cfg.MaxQueuedWebhooks {
 		s.stats.WebhooksDropped++
-		return
+		return false
 	}
 	c.pending = append(c.pending, job)
 	s.queuedWebhooks++
-	s.makeReadyLocked(c)
+	return true
 }
 
 // makeReadyLocked puts c in the ready queue if it has a webhook to send now
 // and no sender holds it.
 func (s *Sim) makeReadyLocked(c *call) {
 	if len(c.pending) == 0 || c.queued || c.sending || !c.retryAt.IsZero() {
+		return
+	}
+	if c.pending[0].flags&flagHold != 0 && !s.releaseHeldLocked(c) {
 		return
 	}
 	c.queued = true
@@ -64,6 +92,27 @@ func (s *Sim) makeReadyLocked(c *call) {
 		// Enough wake-ups are pending: every sender drains the queue before
 		// it waits again.
 	}
+}
+
+// releaseHeldLocked moves a head webhook held for reordering behind the
+// call's next webhook. It reports false while the call has no next webhook
+// and may still queue one. A held webhook was never attempted, so c.body and
+// c.retries belong to no job yet.
+func (s *Sim) releaseHeldLocked(c *call) bool {
+	c.pending[0].flags &^= flagHold
+	if len(c.pending) >= 2 {
+		// The job moving to the head is sent now even if it was drawn to
+		// be held too: held jobs are never attempted before they move.
+		c.pending[0], c.pending[1] = c.pending[1], c.pending[0]
+		c.pending[0].flags &^= flagHold
+		s.faults.countReordered()
+		return true
+	}
+	if c.phase == phaseDone {
+		return true
+	}
+	c.pending[0].flags |= flagHold
+	return false
 }
 
 // wakeRetriesLocked makes ready the calls whose retry backoff has passed.
@@ -97,7 +146,11 @@ func (s *Sim) sendLoop(ctx context.Context) {
 
 		if body == nil {
 			body = s.webhookBody(c, job)
-			signature = retell.Sign(body, s.cfg.APIKey, s.now())
+			signedAt := s.now()
+			if job.flags&flagLate != 0 {
+				signedAt = signedAt.Add(-s.cfg.Faults.LateWebhookAge)
+			}
+			signature = retell.Sign(body, s.cfg.APIKey, signedAt)
 		}
 		err := s.post(ctx, body, signature)
 		if ctx.Err() != nil {
@@ -131,10 +184,18 @@ func (s *Sim) settle(c *call, job webhookJob, body []byte, signature string, err
 	defer s.mu.Unlock()
 	c.sending = false
 
+	if err != nil && isUnanswered(err) {
+		s.stats.WebhooksUnanswered++
+	}
+
 	switch {
 	case err == nil:
 		s.stats.WebhooksSent++
+		s.recordDeliveredLocked(body)
 		s.popHeadLocked(c)
+		if job.flags&flagDuplicate != 0 {
+			s.pushFrontLocked(c, webhookJob{kind: job.kind, at: job.at}, body, signature)
+		}
 	case c.retries < maxRetries:
 		// Retries resend the same bytes under the same signature header, so
 		// the signature timestamp is the first attempt's. The provider does
@@ -168,6 +229,32 @@ func (s *Sim) popHeadLocked(c *call) {
 	c.body, c.signature = nil, ""
 	s.queuedWebhooks--
 }
+
+// pushFrontLocked queues job, already built as body and signature, as the
+// next webhook of c: a duplicate of the delivery that just succeeded.
+func (s *Sim) pushFrontLocked(c *call, job webhookJob, body []byte, signature string) {
+	c.pending = append(c.pending, webhookJob{})
+	copy(c.pending[1:], c.pending)
+	c.pending[0] = job
+	c.body, c.signature = body, signature
+	s.queuedWebhooks++
+}
+
+// isUnanswered reports whether a failed attempt reached the receiver but got
+// no response, as opposed to a refused connection or an error status.
+func isUnanswered(err error) bool {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return false
+	}
+	var rejected *rejectedError
+	return !errors.As(err, &rejected)
+}
+
+// rejectedError is a webhook response outside 2xx.
+type rejectedError struct{ status string }
+
+func (e *rejectedError) Error() string { return "webhook receiver responded " + e.status }
 
 // backoff returns the wait before retry number n (from 1): RetryBackoff,
 // doubled for each further retry.
@@ -211,7 +298,7 @@ func (s *Sim) post(ctx context.Context, body []byte, signature string) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook receiver responded %s", resp.Status)
+		return &rejectedError{status: resp.Status}
 	}
 	return nil
 }
@@ -241,12 +328,18 @@ func (s *Sim) webhookBody(c *call, job webhookJob) []byte {
 			v.at = st.endAt - c.sc.ring
 			v.postCall = true
 		}
+	case jobTransferStarted, jobFutureEvent:
+		v = view{status: statusOngoing, connected: true}
 	}
+	v.rewrite = job.flags&flagRewrite != 0 && job.kind == jobTranscriptUpdated
 
 	body, err := encodeJSON(webhookJSON{Event: job.event(), Call: s.callObject(c, st, v)})
 	if err != nil {
 		// The payload types hold only strings, numbers and valid JSON.
 		panic(errors.Join(errors.New("sim: marshal webhook"), err))
+	}
+	if job.flags&flagUnknownFields != 0 {
+		body = addUnknownFields(body)
 	}
 	return body
 }
@@ -259,6 +352,10 @@ func (j webhookJob) event() string {
 		return eventTranscriptUpdated
 	case jobCallEnded:
 		return eventCallEnded
+	case jobTransferStarted:
+		return eventTransferStarted
+	case jobFutureEvent:
+		return eventFutureEvent
 	default:
 		return eventCallAnalyzed
 	}

@@ -131,11 +131,17 @@ func (t *Tracker) pollFailed(ctx context.Context, c *trackedCall, err error) {
 		t.metrics.polls.WithLabelValues(string(outcomeRetry)).Inc()
 		var retryAfter time.Duration
 		if apiErr != nil {
-			retryAfter = apiErr.RetryAfter
+			retryAfter = min(apiErr.RetryAfter, t.cfg.RetryAfterMax)
+		}
+		if retryAfter > 0 {
+			t.mu.Lock()
+			c.notBefore = now.Add(retryAfter)
+			t.mu.Unlock()
 		}
 		delay := t.backoff(c, retryAfter)
-		t.limited.Log(ctx, slog.LevelWarn, "poll_"+failureKind(status, err), "get-call failed; backing off",
-			"call_id", c.id, "status", status, "delay", delay, "err", err)
+		kind := failureKind(status, err)
+		t.limited.Log(ctx, slog.LevelWarn, "poll_"+kind, "get-call failed; backing off",
+			"call_id", c.id, "kind", kind, "status", status, "delay", delay, "err", err)
 		t.finishPoll(c, now, false, delay)
 	}
 }
@@ -159,7 +165,9 @@ func (t *Tracker) finishPoll(c *trackedCall, now time.Time, done bool, delay tim
 	if c.removed {
 		return false
 	}
-	if done || c.final {
+	// A final fetch that failed is retried like any poll: the call_ended
+	// webhook that queued it may lack what only get-call returns.
+	if done || (c.final && delay == 0) {
 		t.untrackLocked(c)
 		return true
 	}
@@ -231,7 +239,8 @@ func (t *Tracker) resumeAfterAuth() {
 	}
 }
 
-// failureKind groups poll errors for rate-limited logging.
+// failureKind groups poll errors for rate-limited logging. status is that
+// of an APIError, 0 for every other error.
 func failureKind(status int, err error) string {
 	switch {
 	case status == http.StatusTooManyRequests:
@@ -240,6 +249,9 @@ func failureKind(status int, err error) string {
 		return "5xx"
 	case status > 0:
 		return "4xx"
+	case errors.Is(err, retell.ErrMalformedBody), errors.Is(err, retell.ErrMissingCallID):
+		// A 2xx body cut short or not a call object.
+		return "malformed"
 	case errors.Is(err, retell.ErrResponseTooLarge):
 		return "too_large"
 	case errors.Is(err, context.DeadlineExceeded):

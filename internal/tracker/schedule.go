@@ -16,12 +16,13 @@ type trackedCall struct {
 	next      time.Time     // when the call is due
 	lastPoll  time.Time
 	lastPush  time.Time
-	failures  int   // consecutive failed polls
-	final     bool  // the call reached a terminal status: one last fetch, then it leaves memory
-	polling   bool  // a worker holds the call
-	removed   bool  // deleted while a worker held it
-	heapIndex int   // position in the queue, -1 when not queued
-	lease     int64 // generation of this replica's lease, 0 without leases
+	failures  int       // consecutive failed polls
+	notBefore time.Time // no poll before this: the provider's last Retry-After
+	final     bool      // the call reached a terminal status: one last fetch, then it leaves memory
+	polling   bool      // a worker holds the call
+	removed   bool      // deleted while a worker held it
+	heapIndex int       // position in the queue, -1 when not queued
+	lease     int64     // generation of this replica's lease, 0 without leases
 }
 
 // callHeap is a min-heap of calls by due time.
@@ -121,10 +122,16 @@ func (t *Tracker) untrackLocked(c *trackedCall) {
 	t.metrics.tracked.Set(float64(len(t.calls)))
 }
 
-// queueLocked (re)queues c to be due at when, unless a worker holds it.
+// queueLocked (re)queues c to be due at when, or at c.notBefore if that is
+// later, unless a worker holds it.
 func (t *Tracker) queueLocked(c *trackedCall, when time.Time) {
 	if c.polling || c.removed {
 		return
+	}
+	if when.Before(c.notBefore) {
+		// A final fetch queued by call_ended must wait out a Retry-After
+		// too: the provider asked for no request before then.
+		when = c.notBefore
 	}
 
 	c.next = when

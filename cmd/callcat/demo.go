@@ -15,6 +15,14 @@ import (
 	"github.com/callcat/callcat/internal/sim"
 )
 
+// tokenNote returns a line on how to reach an API that requires tokens, or "".
+func tokenNote(cfg app.Config) string {
+	if len(cfg.Security.APITokens) == 0 {
+		return ""
+	}
+	return "  The API requires a token: send Authorization: Bearer <token>; the dashboard prompts for one.\n\n"
+}
+
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -26,6 +34,9 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	// start, grow and end within the first minute.
 	sf.register(fs, 5, 2)
 	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	if err := svc.resolve(); err != nil {
 		return err
 	}
 
@@ -83,6 +94,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		simStarted = true
 		fmt.Fprintf(stdout, `callcat demo: %d simulated calls at a time, speed %gx, store in %s
 
+  dashboard:   %[4]s/
   API:         %[4]s/v1/calls?status=live
   one call:    %[4]s/v1/calls/{call_id}
   transcript:  %[4]s/v1/calls/{call_id}/transcript?format=text
@@ -90,8 +102,8 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
   metrics:     %[4]s/metrics
   memory:      %[4]s/debug/memory
 
-Press Ctrl-C to stop.
-`, simCfg.Calls, simCfg.Speed, cfg.DataDir, serviceURL)
+%[5]sPress Ctrl-C to stop.
+`, simCfg.Calls, simCfg.Speed, cfg.DataDir, serviceURL, tokenNote(cfg))
 
 		wg.Add(1)
 		go func() {

@@ -21,6 +21,9 @@ Usage:
   callcat serve [flags]   run the service
   callcat demo  [flags]   run the service and a simulated provider with live calls
   callcat sim   [flags]   run the provider simulator alone
+  callcat soak  [flags]   run the service and the simulator under call churn and check memory stays flat
+  callcat replay [flags] FILE...  send captured webhook bodies, signed anew, to a callcat
+  callcat import [flags]  backfill ended calls from the provider into the store
 
 Run "callcat <command> -h" for a command's flags. Every flag can also be set
 through the environment as CALLCAT_<FLAG>, for example CALLCAT_ADDR for --addr.
@@ -56,6 +59,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDemo(ctx, rest, getenv, stdout, stderr)
 	case "sim":
 		return runSim(ctx, rest, getenv, stdout, stderr)
+	case "soak":
+		return runSoak(ctx, rest, getenv, stdout, stderr)
+	case "replay":
+		return runReplay(ctx, rest, getenv, stdout, stderr)
+	case "import":
+		return runImport(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -11,17 +11,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/callcat/callcat/internal/callcat"
 	"github.com/callcat/callcat/internal/httpapi"
 	"github.com/callcat/callcat/internal/memwatch"
 	"github.com/callcat/callcat/internal/retell"
-	"github.com/callcat/callcat/internal/store/sqlite"
 	"github.com/callcat/callcat/internal/stream"
 	"github.com/callcat/callcat/internal/tracker"
+	"github.com/callcat/callcat/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -40,8 +39,21 @@ type Config struct {
 	Addr    string // listen address; port 0 picks a free one
 	DataDir string // holds the SQLite database file
 
+	// Store is a PostgreSQL URL (postgres://…) shared by several replicas;
+	// empty means SQLite in DataDir. ReplicaID names this replica in leases
+	// and notifications; empty picks host name, process id and random bits.
+	Store     string
+	ReplicaID string
+
 	RetellBaseURL string
 	RetellAPIKey  string // verifies webhooks and authenticates polls; never logged
+
+	// Security holds the API and admin tokens, CORS origins and webhook
+	// source rules. Without API tokens, Serve listens only on loopback.
+	Security httpapi.Security
+
+	// DisableDashboard stops serving the dashboard at /.
+	DisableDashboard bool
 
 	Tracker tracker.Config
 	Client  retell.ClientConfig
@@ -62,10 +74,14 @@ type Config struct {
 type Service struct {
 	Addr     string // the bound address, e.g. 127.0.0.1:8080
 	Tracker  *tracker.Tracker
-	Store    *sqlite.DB
+	Store    callcat.Store
 	Hub      *stream.Hub
 	Memory   *memwatch.Watcher
 	Registry *prometheus.Registry
+
+	// Streams ends the SSE responses open at the moment of the call, as a
+	// restart would. Tests use it to cut streams from the server side.
+	Streams *httpapi.StreamCloser
 }
 
 // URL returns the service's base URL.
@@ -104,25 +120,25 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 	if cfg.Listener != nil {
 		cfg.Addr = cfg.Listener.Addr().String()
 	}
-	if !IsLoopback(cfg.Addr) {
-		return fmt.Errorf("refusing to listen on %q: API tokens are not implemented yet, so callcat serves only on a loopback address such as 127.0.0.1:8080", cfg.Addr)
+	if !IsLoopback(cfg.Addr) && len(cfg.Security.APITokens) == 0 {
+		return fmt.Errorf("refusing to listen on %q without API tokens: set --api-tokens or --api-tokens-file, or listen on a loopback address such as 127.0.0.1:8080", cfg.Addr)
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Store.
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data directory %q: %w", cfg.DataDir, err)
+	if cfg.ReplicaID == "" {
+		cfg.ReplicaID = newReplicaID()
 	}
-	dbPath := filepath.Join(cfg.DataDir, DefaultDatabaseFile)
-	db, err := sqlite.Open(ctx, dbPath, sqlite.Options{Logger: logger, Registerer: reg})
+	opened, err := openStore(ctx, &cfg, logger, reg)
 	if err != nil {
-		return fmt.Errorf("open store %q: %w", dbPath, err)
+		return err
 	}
+	db := opened.store
 	defer func() {
 		if err := db.Close(); err != nil {
-			logger.Error("close store failed", "path", dbPath, "err", err)
+			logger.Error("close store failed", "store", opened.desc, "err", err)
 		}
 	}()
 
@@ -132,6 +148,7 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 	clientCfg.APIKey = cfg.RetellAPIKey
 	clientCfg.Logger = logger
 	clientCfg.Observe = providerObserver(reg)
+	clientCfg.Registerer = reg
 	client, err := retell.NewClient(clientCfg)
 	if err != nil {
 		return fmt.Errorf("create provider client: %w", err)
@@ -153,6 +170,10 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 	if trackerCfg.Workers <= 0 {
 		trackerCfg.Workers = clientCfg.MaxInFlight
 	}
+	if opened.leaser != nil {
+		trackerCfg.Leaser = opened.leaser
+		trackerCfg.Owner = cfg.ReplicaID
+	}
 	tr, err := tracker.New(db, hub, client, trackerCfg)
 	if err != nil {
 		return err
@@ -167,17 +188,26 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 	}
 
 	// HTTP.
-	handler, err := httpapi.NewServer(httpapi.Config{
+	streams := &httpapi.StreamCloser{}
+	apiCfg := httpapi.Config{
 		Store:           db,
 		Tracker:         tr,
 		Hub:             hub,
 		WebhookKey:      cfg.RetellAPIKey,
+		Security:        cfg.Security,
 		MaxWebhookBytes: cfg.MaxWebhookBytes,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Memory:          mem,
+		MemoryReport:    mem.Report,
+		Gatherer:        reg,
+		StreamCloser:    streams,
 		Logger:          logger,
 		Registerer:      reg,
-	})
+	}
+	if !cfg.DisableDashboard {
+		apiCfg.Assets = web.FS
+	}
+	handler, err := httpapi.NewServer(apiCfg)
 	if err != nil {
 		return err
 	}
@@ -207,7 +237,11 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		opened.relay(trackerCtx, hub, cfg.ReplicaID, logger)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := mem.Run(trackerCtx); err != nil {
@@ -227,8 +261,9 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 		}
 	}()
 
-	svc := &Service{Addr: ln.Addr().String(), Tracker: tr, Store: db, Hub: hub, Memory: mem, Registry: reg}
-	logger.Info("callcat serving", "addr", svc.Addr, "store", dbPath, "provider", cfg.RetellBaseURL)
+	svc := &Service{Addr: ln.Addr().String(), Tracker: tr, Store: db, Hub: hub, Memory: mem, Registry: reg, Streams: streams}
+	logger.Info("callcat serving", "addr", svc.Addr, "store", opened.desc, "replica", cfg.ReplicaID, "provider", cfg.RetellBaseURL,
+		"dashboard", !cfg.DisableDashboard)
 	if ready != nil {
 		ready(svc)
 	}

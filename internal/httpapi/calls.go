@@ -50,6 +50,18 @@ func newCallView(c *callcat.Call, detail bool) callView {
 	return v
 }
 
+// newSummaryView returns the call as lists and the lifecycle stream carry
+// it: the detail fields without the metadata, and call_analysis once it is
+// stored, so a dashboard can show each call's outcome without reading the
+// call itself.
+func newSummaryView(c *callcat.Call) callView {
+	v := newCallView(c, false)
+	if len(c.Analysis) > 0 {
+		v.CallAnalysis = c.Analysis
+	}
+	return v
+}
+
 func nullable(s string) *string {
 	if s == "" {
 		return nil
@@ -70,6 +82,7 @@ type listCallsResponse struct {
 }
 
 // handleListCalls serves GET /v1/calls?status=live|ended|all&limit=N&cursor=C.
+// Items carry call_analysis once it is stored, but never the metadata.
 func (s *server) handleListCalls() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -103,7 +116,7 @@ func (s *server) handleListCalls() http.Handler {
 
 		resp := listCallsResponse{Calls: make([]callView, 0, len(page.Calls)), NextCursor: page.NextCursor}
 		for i := range page.Calls {
-			resp.Calls = append(resp.Calls, newCallView(&page.Calls[i], false))
+			resp.Calls = append(resp.Calls, newSummaryView(&page.Calls[i]))
 		}
 		s.writeJSON(w, http.StatusOK, resp)
 	})

@@ -1,17 +1,21 @@
 // Package httpapi serves callcat's HTTP surface: the provider webhook, the
-// calls API, the per-call SSE stream and the health endpoints. Every route is
+// calls API, the SSE streams, the health endpoints, the admin endpoints and
+// the embedded dashboard. Every route and the access rule that guards it are
 // registered in routes.go.
 package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/callcat/callcat/internal/callcat"
+	"github.com/callcat/callcat/internal/memwatch"
 	"github.com/callcat/callcat/internal/ratelog"
 	"github.com/callcat/callcat/internal/retell"
 	"github.com/callcat/callcat/internal/stream"
@@ -41,6 +45,11 @@ type Config struct {
 	// WebhookKey is the provider API key that signs webhooks. Never logged.
 	WebhookKey string
 
+	// Security holds the tokens, CORS origins and address rules. Its zero
+	// value leaves every route open; app.Serve allows that only on a
+	// loopback address.
+	Security Security
+
 	// MaxWebhookBytes caps a webhook body; a larger one is answered 413.
 	MaxWebhookBytes int64
 
@@ -53,9 +62,22 @@ type Config struct {
 	StreamWriteTimeout time.Duration
 
 	// Metrics serves GET /metrics and Memory serves GET /debug/memory when
-	// set.
+	// set. Both need the admin token (see Security).
 	Metrics http.Handler
 	Memory  http.Handler
+
+	// MemoryReport and Gatherer feed GET /v1/health, the summary the
+	// dashboard's health panel reads with an API token. Either may be nil;
+	// the fields they feed are then null.
+	MemoryReport func() memwatch.Report
+	Gatherer     prometheus.Gatherer
+
+	// Assets holds the dashboard: index.html and assets/*. Nil serves no
+	// dashboard.
+	Assets fs.FS
+
+	// StreamCloser, when set, can end every open SSE response on demand.
+	StreamCloser *StreamCloser
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -86,9 +108,15 @@ type server struct {
 	logger  *slog.Logger
 	limited *ratelog.Limiter
 	metrics *metrics
+
+	apiTokens   tokenSet
+	adminTokens tokenSet
+	tickets     *ticketSigner
+	assets      *assetSet // nil without Config.Assets
 }
 
-// NewServer returns the HTTP handler for every route.
+// NewServer returns the HTTP handler for every route. It fails when a
+// dependency is missing or Config.Security is invalid.
 func NewServer(cfg Config) (http.Handler, error) {
 	if cfg.Store == nil || cfg.Tracker == nil || cfg.Hub == nil {
 		return nil, errors.New("httpapi: store, tracker and hub are required")
@@ -96,22 +124,43 @@ func NewServer(cfg Config) (http.Handler, error) {
 	if cfg.WebhookKey == "" {
 		return nil, errors.New("httpapi: webhook key is required")
 	}
+	if err := cfg.Security.validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
 
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{
-		cfg:     cfg,
-		logger:  cfg.Logger,
-		limited: ratelog.New(cfg.Logger, 0),
-		metrics: m,
+
+	var ticketKey [32]byte
+	if _, err := rand.Read(ticketKey[:]); err != nil {
+		return nil, err
 	}
+
+	s := &server{
+		cfg:       cfg,
+		logger:    cfg.Logger,
+		limited:   ratelog.New(cfg.Logger, 0),
+		metrics:   m,
+		apiTokens: newTokenSet(cfg.Security.APITokens),
+		tickets:   &ticketSigner{key: ticketKey, now: cfg.Now},
+	}
+	if cfg.Security.AdminToken != "" {
+		s.adminTokens = newTokenSet([]string{cfg.Security.AdminToken})
+	}
+	if cfg.Assets != nil {
+		s.assets, err = loadAssets(cfg.Assets)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.logAccessRules()
 
 	mux := http.NewServeMux()
 	s.addRoutes(mux)
-	return securityHeaders(mux), nil
+	return securityHeaders(cors(cfg.Security.CORSOrigins, mux)), nil
 }
 
 // errorBody is the JSON shape of every error response.
@@ -148,15 +197,4 @@ func (s *server) writeStoreError(w http.ResponseWriter, r *http.Request, err err
 			"route", r.Pattern, "err", err)
 		s.writeError(w, http.StatusInternalServerError, "internal error")
 	}
-}
-
-// securityHeaders sets headers every response carries.
-func securityHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		next.ServeHTTP(w, r)
-	})
 }

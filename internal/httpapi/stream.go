@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/callcat/callcat/internal/callcat"
@@ -38,37 +39,12 @@ func (s *server) handleCallStream() http.Handler {
 		}
 
 		// Subscribe before replaying so no event falls between the two.
-		sub, err := s.cfg.Hub.Subscribe(id)
-		if err != nil {
-			if errors.Is(err, stream.ErrTooManySubscribers) {
-				s.limited.Log(r.Context(), slog.LevelWarn, "sse_limit", "stream rejected: subscriber limit reached", "call_id", id)
-				w.Header().Set("Retry-After", "5")
-				s.writeError(w, http.StatusServiceUnavailable, "too many open streams; retry later")
-				return
-			}
-			s.writeError(w, http.StatusServiceUnavailable, "streaming is shutting down")
+		killed := s.cfg.StreamCloser.closed()
+		sub, st, ok := s.startStream(w, r, id)
+		if !ok {
 			return
 		}
-		defer sub.Close()
-
-		s.metrics.streams.Inc()
-		defer s.metrics.streams.Dec()
-
-		st := &sseWriter{
-			w:       w,
-			rc:      http.NewResponseController(w),
-			timeout: s.cfg.StreamWriteTimeout,
-			now:     s.cfg.Now,
-		}
-		h := w.Header()
-		h.Set("Content-Type", "text/event-stream")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("X-Accel-Buffering", "no")
-		w.WriteHeader(http.StatusOK)
-
-		if err := st.write([]byte("retry: " + strconv.FormatInt(DefaultRetryHint.Milliseconds(), 10) + "\n\n")); err != nil {
-			return
-		}
+		defer s.endStream(sub)
 
 		last := after
 		ended, err := s.replay(r.Context(), st, id, &last)
@@ -86,6 +62,9 @@ func (s *server) handleCallStream() http.Handler {
 		for {
 			select {
 			case <-r.Context().Done():
+				return
+
+			case <-killed:
 				return
 
 			case <-heartbeat.C:
@@ -122,6 +101,53 @@ func (s *server) handleCallStream() http.Handler {
 			}
 		}
 	})
+}
+
+// startStream subscribes to the events of callID ("" for every call), then
+// writes the SSE response header and the client's retry hint. When it
+// cannot subscribe, it writes a 503 response itself and returns false. The caller must
+// pass the subscription to endStream.
+func (s *server) startStream(w http.ResponseWriter, r *http.Request, callID string) (*stream.Subscription, *sseWriter, bool) {
+	sub, err := s.cfg.Hub.Subscribe(callID)
+	if err != nil {
+		if errors.Is(err, stream.ErrTooManySubscribers) {
+			scope := slog.String("call_id", callID)
+			if callID == "" {
+				scope = slog.Bool("all_calls", true)
+			}
+			s.limited.Log(r.Context(), slog.LevelWarn, "sse_limit", "stream rejected: subscriber limit reached", scope)
+			w.Header().Set("Retry-After", "5")
+			s.writeError(w, http.StatusServiceUnavailable, "too many open streams; retry later")
+			return nil, nil, false
+		}
+		s.writeError(w, http.StatusServiceUnavailable, "streaming is shutting down")
+		return nil, nil, false
+	}
+	s.metrics.streams.Inc()
+
+	st := &sseWriter{
+		w:       w,
+		rc:      http.NewResponseController(w),
+		timeout: s.cfg.StreamWriteTimeout,
+		now:     s.cfg.Now,
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	if err := st.write([]byte("retry: " + strconv.FormatInt(DefaultRetryHint.Milliseconds(), 10) + "\n\n")); err != nil {
+		s.endStream(sub)
+		return nil, nil, false
+	}
+	return sub, st, true
+}
+
+// endStream releases what startStream took.
+func (s *server) endStream(sub *stream.Subscription) {
+	sub.Close()
+	s.metrics.streams.Dec()
 }
 
 // replay writes stored events with seq > *last and advances *last. It reports
@@ -191,4 +217,38 @@ func (st *sseWriter) write(p []byte) error {
 		return err
 	}
 	return st.rc.Flush()
+}
+
+// StreamCloser ends the SSE responses open at a given moment, as a restart
+// would: clients reconnect and resume from their last event. Tests use it to
+// cut streams from the server side. The zero value is ready to use, and a nil
+// *StreamCloser never ends a stream.
+type StreamCloser struct {
+	mu sync.Mutex
+	ch chan struct{} // closed by the next CloseAll; nil until a stream needs it
+}
+
+// CloseAll ends every SSE response open now. Streams opened later are not
+// affected.
+func (c *StreamCloser) CloseAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
+}
+
+// closed returns a channel that the next CloseAll closes. A stream takes it
+// before it subscribes, so a CloseAll after that point ends the stream.
+func (c *StreamCloser) closed() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		c.ch = make(chan struct{})
+	}
+	return c.ch
 }

@@ -62,7 +62,7 @@ func (s *server) handleWebhook() http.Handler {
 		if err != nil {
 			s.metrics.webhooks.WithLabelValues("unknown", "bad_signature").Inc()
 			s.limited.Log(r.Context(), slog.LevelWarn, "webhook_signature", "webhook rejected: signature check failed",
-				"remote_addr", r.RemoteAddr, "reason", err)
+				"client_addr", addrString(s.clientAddr(r)), "reason", err)
 			s.writeError(w, http.StatusUnauthorized, "invalid webhook signature: "+err.Error())
 			return
 		}
@@ -97,6 +97,12 @@ func (s *server) handleWebhook() http.Handler {
 		outcome := "accepted"
 		if res.Duplicate {
 			outcome = "duplicate"
+		}
+		if res.Created && !res.Duplicate {
+			s.logger.Debug("call stored from webhook", "call_id", wh.Call.CallID, "event", wh.Event,
+				"direction", wh.Call.Direction,
+				"from_number", s.logPhone(wh.Call.FromNumber),
+				"to_number", s.logPhone(wh.Call.ToNumber))
 		}
 		s.metrics.webhooks.WithLabelValues(event, outcome).Inc()
 		s.metrics.webhookDuration.Observe(s.cfg.Now().Sub(start).Seconds())

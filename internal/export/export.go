@@ -17,6 +17,10 @@ import (
 // word boundaries, so a long turn does not stay on screen as one block.
 const MaxCueDuration = 7.0 // seconds
 
+// softCueDuration ends a cue at the first sentence or clause end after this
+// many seconds, so cues break where a reader expects rather than mid-phrase.
+const softCueDuration = 3.5 // seconds
+
 // minCueDuration keeps a cue's end after its start when a word has no length.
 const minCueDuration = 0.001 // seconds
 
@@ -65,6 +69,9 @@ func Cues(utterances []callcat.Utterance) (cues []Cue, skipped int) {
 				cur.End = w.End
 			}
 			text.WriteString(w.Word)
+			if cur.End-cur.Start >= softCueDuration && endsClause(w.Word) {
+				flush()
+			}
 		}
 		flush()
 	}
@@ -74,6 +81,12 @@ func Cues(utterances []callcat.Utterance) (cues []Cue, skipped int) {
 	// transcript order among equal starts.
 	slices.SortStableFunc(cues, func(a, b Cue) int { return cmp.Compare(a.Start, b.Start) })
 	return cues, skipped
+}
+
+// endsClause reports whether a word ends a sentence or a clause.
+func endsClause(word string) bool {
+	word = strings.TrimSpace(word)
+	return word != "" && strings.ContainsRune(".?!,;:", rune(word[len(word)-1]))
 }
 
 // timedWords drops words without a usable time.

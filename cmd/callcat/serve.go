@@ -27,6 +27,7 @@ type serviceFlags struct {
 	cfg       app.Config
 	logLevel  string
 	logFormat string
+	retention string
 
 	// Raw values that resolve turns into cfg.Security.
 	apiTokens         string
@@ -45,6 +46,7 @@ func (f *serviceFlags) register(fs *flag.FlagSet, defaultDataDir string) {
 	c := &f.cfg
 	fs.StringVar(&c.Addr, "addr", app.DefaultAddr, "listen `address` (host:port); an address other than loopback requires API tokens")
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir, "`directory` for the SQLite database")
+	fs.StringVar(&f.retention, "retention", "0", "delete ended calls with their transcripts and events this long after their last change, e.g. 90d or 36h; 0 keeps them")
 	fs.StringVar(&c.Store, "store", "", "PostgreSQL `URL` (postgres://user@host:5432/db) shared by several replicas; empty uses SQLite in --data-dir")
 	fs.StringVar(&c.ReplicaID, "replica-id", "", "unique `name` of this replica in leases (default: host name, process id and random bits)")
 	fs.DurationVar(&c.Tracker.LeaseTTL, "lease-ttl", tracker.DefaultLeaseTTL, "how long a replica's lease of a live call lasts without renewal (PostgreSQL only)")
@@ -92,6 +94,12 @@ func (f *serviceFlags) register(fs *flag.FlagSet, defaultDataDir string) {
 // resolve reads the token files and parses the lists into cfg.Security.
 // Its errors never contain a token.
 func (f *serviceFlags) resolve() error {
+	retention, err := app.ParseRetention(f.retention)
+	if err != nil {
+		return fmt.Errorf("invalid --retention: %w", err)
+	}
+	f.cfg.Retention.Calls = retention
+
 	sec := &f.cfg.Security
 	sec.APITokens = splitList(f.apiTokens)
 	if f.apiTokensFile != "" {
@@ -121,7 +129,6 @@ func (f *serviceFlags) resolve() error {
 	}
 
 	sec.CORSOrigins = splitList(f.corsOrigins)
-	var err error
 	if sec.WebhookAllowCIDRs, err = parsePrefixes("webhook-allow-cidrs", f.webhookAllowCIDRs); err != nil {
 		return err
 	}

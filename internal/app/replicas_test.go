@@ -306,4 +306,3 @@ func dropListeners(t *testing.T, dsn string) {
 		t.Fatalf("terminated %d LISTEN connections, want one per live replica (2)", n)
 	}
 }
-

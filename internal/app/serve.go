@@ -60,6 +60,9 @@ type Config struct {
 	Stream  stream.Config
 	Memory  memwatch.Config
 
+	// Retention sets how long ended calls and dedup records are kept.
+	Retention RetentionConfig
+
 	MaxWebhookBytes int64
 	ShutdownTimeout time.Duration
 
@@ -192,6 +195,7 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 	apiCfg := httpapi.Config{
 		Store:           db,
 		Tracker:         tr,
+		Provider:        client,
 		Hub:             hub,
 		WebhookKey:      cfg.RetellAPIKey,
 		Security:        cfg.Security,
@@ -248,6 +252,14 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 			logger.Error("memory watcher stopped", "err", err)
 		}
 	}()
+	if p, ok := db.(callcat.Pruner); ok {
+		retention := newPruner(p, cfg.Retention, logger, reg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			retention.run(trackerCtx)
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		if err := tr.Run(trackerCtx); err != nil {

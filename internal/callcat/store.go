@@ -74,8 +74,21 @@ type CallFilter struct {
 	// Limit is the page size; implementations clamp it to [1, MaxPageSize].
 	Limit int
 
-	// Cursor is the opaque next_cursor of the previous page, or "".
+	// Cursor is the opaque next_cursor of the previous page, or "". A cursor
+	// is only meaningful with the same filter fields.
 	Cursor string
+
+	// AgentID and Direction, when not "", select calls with that exact
+	// value. Number selects calls whose from_number or to_number equals it.
+	AgentID   string
+	Direction string
+	Number    string
+
+	// StartFrom and StartBefore, when not nil, select calls whose
+	// start_timestamp (provider Unix ms) is >= StartFrom and < StartBefore.
+	// Calls that never started are then left out.
+	StartFrom   *int64
+	StartBefore *int64
 }
 
 // Page sizes for Store.Calls.
@@ -92,3 +105,67 @@ type CallPage struct {
 
 // Clock returns the current time; tests inject a fixed one.
 type Clock func() time.Time
+
+// IdempotencyRecord is the stored state of one Idempotency-Key of the calls
+// API.
+type IdempotencyRecord struct {
+	Key string
+
+	// RequestHash identifies the request body the key was first used with.
+	RequestHash string
+
+	// CreatedAt is when the key was first claimed, in callcat's clock.
+	CreatedAt time.Time
+
+	// Status is the HTTP status of the first request's response, or 0 while
+	// that request is still in flight. Body is that response's body.
+	Status int
+	Body   []byte
+}
+
+// IdempotencyStore keeps the Idempotency-Key records of the calls API. Both
+// stores implement it beside Store.
+type IdempotencyStore interface {
+	// ClaimIdempotency atomically claims key for a request with requestHash.
+	// When no record of key was created after now-ttl, it stores a new
+	// in-flight record (Status 0) and returns it with claimed true; of any
+	// number of concurrent claims of one key exactly one succeeds. Otherwise
+	// it returns the existing record with claimed false.
+	ClaimIdempotency(ctx context.Context, key, requestHash string, now time.Time, ttl time.Duration) (rec IdempotencyRecord, claimed bool, err error)
+
+	// CompleteIdempotency stores the response of a claimed key.
+	CompleteIdempotency(ctx context.Context, key string, status int, body []byte) error
+
+	// ReleaseIdempotency deletes an in-flight record, so that a retry with
+	// the same key is tried again. A completed record is kept.
+	ReleaseIdempotency(ctx context.Context, key string) error
+}
+
+// Pruner deletes old records in small batches, each in its own short
+// transaction, so that retention never holds writers up for long. Each
+// method deletes at most batch records (clamped to [1, MaxPruneBatch]) and
+// returns how many it deleted; callers repeat until that is below batch.
+// Both stores implement it beside Store.
+type Pruner interface {
+	// PruneCalls deletes ended calls (terminal status) last updated before
+	// before, with their utterances, events and leases. Live calls are
+	// never deleted, however old.
+	PruneCalls(ctx context.Context, before time.Time, batch int) (int, error)
+
+	// PruneDeliveries deletes webhook delivery records received before
+	// before. A provider retry of such a delivery is then stored again,
+	// which Merge makes harmless.
+	PruneDeliveries(ctx context.Context, before time.Time, batch int) (int, error)
+
+	// PruneIdempotency deletes Idempotency-Key records created before
+	// before.
+	PruneIdempotency(ctx context.Context, before time.Time, batch int) (int, error)
+}
+
+// MaxPruneBatch caps one Pruner batch.
+const MaxPruneBatch = 5000
+
+// ClampPruneBatch applies the batch rule of Pruner.
+func ClampPruneBatch(batch int) int {
+	return min(max(batch, 1), MaxPruneBatch)
+}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/callcat/callcat/internal/callcat"
+	"github.com/callcat/callcat/internal/export"
 )
 
 // callView is the JSON shape of a call in list and detail responses.
@@ -81,7 +82,8 @@ type listCallsResponse struct {
 	NextCursor string     `json:"next_cursor"`
 }
 
-// handleListCalls serves GET /v1/calls?status=live|ended|all&limit=N&cursor=C.
+// handleListCalls serves GET /v1/calls?status=live|ended|all&limit=N&cursor=C
+// with the optional filters of parseFieldFilters.
 // Items carry call_analysis once it is stored, but never the metadata.
 func (s *server) handleListCalls() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -106,6 +108,11 @@ func (s *server) handleListCalls() http.Handler {
 				return
 			}
 			f.Limit = n
+		}
+
+		if err := parseFieldFilters(q, &f); err != nil {
+			s.writeError(w, http.StatusBadRequest, err.Error())
+			return
 		}
 
 		page, err := s.cfg.Store.Calls(r.Context(), f)
@@ -140,13 +147,16 @@ type transcriptResponse struct {
 	Utterances []callcat.Utterance `json:"utterances"`
 }
 
-// handleTranscript serves GET /v1/calls/{id}/transcript?format=json|text.
+// handleTranscript serves GET /v1/calls/{id}/transcript?format=json|text|vtt|srt.
 // The text form equals the provider's own transcript string of an ended call.
+// The subtitle forms leave out utterances without word timings.
 func (s *server) handleTranscript() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		format := r.URL.Query().Get("format")
-		if format != "" && format != "json" && format != "text" {
-			s.writeError(w, http.StatusBadRequest, "invalid format "+strconv.Quote(format)+": use json or text")
+		switch format {
+		case "", "json", "text", "vtt", "srt":
+		default:
+			s.writeError(w, http.StatusBadRequest, "invalid format "+strconv.Quote(format)+": use json, text, vtt or srt")
 			return
 		}
 
@@ -162,10 +172,21 @@ func (s *server) handleTranscript() http.Handler {
 			return
 		}
 
-		if format == "text" {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		var text, contentType string
+		switch format {
+		case "text":
+			text, contentType = callcat.TranscriptText(utterances), "text/plain; charset=utf-8"
+		case "vtt":
+			cues, _ := export.Cues(utterances)
+			text, contentType = export.WebVTT(cues), "text/vtt; charset=utf-8"
+		case "srt":
+			cues, _ := export.Cues(utterances)
+			text, contentType = export.SRT(cues), "application/x-subrip"
+		}
+		if contentType != "" {
+			w.Header().Set("Content-Type", contentType)
 			w.WriteHeader(http.StatusOK)
-			if _, err := w.Write([]byte(callcat.TranscriptText(utterances))); err != nil {
+			if _, err := w.Write([]byte(text)); err != nil {
 				s.logger.Debug("write transcript failed", "call_id", id, "err", err)
 			}
 			return

@@ -34,6 +34,20 @@ const (
 type Tracker interface {
 	HandleWebhook(ctx context.Context, wh *retell.Webhook, d callcat.Delivery) (callcat.ApplyResult, error)
 	Ready() error
+
+	// Track starts polling a call just placed through the API.
+	Track(callID string) error
+
+	// Apply stores an update and publishes its events in seq order with the
+	// call's other events.
+	Apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult, error)
+}
+
+// Provider is the part of the provider's API that places and stops calls.
+// *retell.Client implements it.
+type Provider interface {
+	CreatePhoneCall(ctx context.Context, req retell.CreatePhoneCallRequest) (*retell.Call, error)
+	StopCall(ctx context.Context, callID string) error
 }
 
 // Config holds the server's dependencies and tunables.
@@ -41,6 +55,15 @@ type Config struct {
 	Store   callcat.Store
 	Tracker Tracker
 	Hub     *stream.Hub
+
+	// Provider places and stops calls for POST /v1/calls and
+	// POST /v1/calls/{id}/stop. Nil answers both 503.
+	Provider Provider
+
+	// Idempotency keeps the Idempotency-Key records of POST /v1/calls. Nil
+	// uses Store when it implements callcat.IdempotencyStore; without either
+	// a request with the header is answered 400.
+	Idempotency callcat.IdempotencyStore
 
 	// WebhookKey is the provider API key that signs webhooks. Never logged.
 	WebhookKey string
@@ -100,6 +123,9 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Idempotency == nil {
+		c.Idempotency, _ = c.Store.(callcat.IdempotencyStore)
+	}
 }
 
 // server carries what the handlers share.
@@ -113,6 +139,8 @@ type server struct {
 	adminTokens tokenSet
 	tickets     *ticketSigner
 	assets      *assetSet // nil without Config.Assets
+
+	registered []string // patterns addRoutes registered, for tests
 }
 
 // NewServer returns the HTTP handler for every route. It fails when a

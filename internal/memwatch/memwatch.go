@@ -142,6 +142,7 @@ func New(cfg Config) (*Watcher, error) {
 		if err != nil {
 			return nil, err
 		}
+		m.capacity.Set(float64(cfg.Capacity))
 		w.metrics = m
 	}
 	return w, nil
@@ -224,6 +225,7 @@ func (w *Watcher) store(s Sample, iss *issues) {
 
 	w.ring[w.next] = s
 	w.next = (w.next + 1) % len(w.ring)
+	filled := w.count == len(w.ring)-1
 	w.count = min(w.count+1, len(w.ring))
 
 	var newlyMissing issues
@@ -245,6 +247,10 @@ func (w *Watcher) store(s Sample, iss *issues) {
 
 	w.mu.Unlock()
 
+	if filled {
+		w.logger.Info("memwatch ring full; each new sample replaces the oldest",
+			"capacity", len(w.ring), "span", time.Duration(len(w.ring)-1)*w.interval)
+	}
 	for f, err := range newlyMissing {
 		if err != nil {
 			w.logger.Info("memory field unavailable", "field", fieldNames[f], "err", err)

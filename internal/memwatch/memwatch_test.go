@@ -418,6 +418,7 @@ func TestMetrics(t *testing.T) {
 		"callcat_memory_rss_bytes":       200*mib + 3*mib/4,
 		"callcat_memory_limit_bytes":     512 * mib,
 		"callcat_memwatch_samples":       4,
+		"callcat_memwatch_capacity":      10,
 	}
 	if diff := cmp.Diff(want, gather(t, reg)); diff != "" {
 		t.Fatalf("metrics after 4 samples (-want +got):\n%s", diff)
@@ -430,6 +431,7 @@ func TestMetrics(t *testing.T) {
 		"callcat_memory_rss_bytes":                                 201 * mib,
 		"callcat_memory_limit_bytes":                               1 << 30,
 		"callcat_memwatch_samples":                                 5,
+		"callcat_memwatch_capacity":                                10,
 		`callcat_memory_growth_bytes_per_hour{series="live_heap"}`: 0,
 		`callcat_memory_growth_bytes_per_hour{series="rss"}`:       mib,
 	}
@@ -450,5 +452,29 @@ func BenchmarkSample(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		w.Sample()
+	}
+}
+
+func TestRingFullLoggedOnce(t *testing.T) {
+	const interval = time.Second
+	logger, logs := newLogger()
+	w := mustNew(t, memwatch.Config{Interval: interval, Window: 4 * interval, Capacity: 5, Logger: logger})
+
+	for i := range 4 {
+		w.AddSample(sampleAt(i, interval, mib, mib))
+	}
+	if recs := logs.records(t, "memwatch ring full; each new sample replaces the oldest"); len(recs) != 0 {
+		t.Fatalf("ring-full lines after 4 of 5 samples=%d, want 0", len(recs))
+	}
+
+	for i := 4; i < 12; i++ {
+		w.AddSample(sampleAt(i, interval, mib, mib))
+	}
+	recs := logs.records(t, "memwatch ring full; each new sample replaces the oldest")
+	if len(recs) != 1 {
+		t.Fatalf("ring-full lines after 12 samples=%d, want 1", len(recs))
+	}
+	if c := recs[0]["capacity"]; c != float64(5) {
+		t.Errorf("capacity=%v, want 5", c)
 	}
 }

@@ -20,6 +20,7 @@ type watcherMetrics struct {
 	growth   *prometheus.GaugeVec
 	limit    prometheus.Gauge
 	samples  prometheus.Gauge
+	capacity prometheus.Gauge
 }
 
 func newWatcherMetrics(reg prometheus.Registerer) (*watcherMetrics, error) {
@@ -44,9 +45,13 @@ func newWatcherMetrics(reg prometheus.Registerer) (*watcherMetrics, error) {
 			Name: "callcat_memwatch_samples",
 			Help: "Samples held in the memwatch ring.",
 		}),
+		capacity: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callcat_memwatch_capacity",
+			Help: "Samples the memwatch ring holds at most; once full, each sample replaces the oldest.",
+		}),
 	}
 
-	collectors := []prometheus.Collector{m.liveHeap, m.rss, m.growth, m.limit, m.samples}
+	collectors := []prometheus.Collector{m.liveHeap, m.rss, m.growth, m.limit, m.samples, m.capacity}
 	for i, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			for _, done := range collectors[:i] {

@@ -16,9 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/callcat/callcat/internal/callcat"
+	"github.com/callcat/callcat/internal/ratelog"
 )
 
 // Defaults for the zero values of ClientConfig.
@@ -104,8 +106,20 @@ type ClientConfig struct {
 	// observed.
 	Observe func(endpoint string, statusCode int, err error, elapsed time.Duration)
 
-	// Logger receives debug records of failed requests. Default: discard.
+	// Header holds extra headers sent with every request. Tests use it to
+	// name the replica that polls; nil sends none.
+	Header http.Header
+
+	// Logger receives debug records of failed requests, and rate-limited
+	// records when a request waits for a slot or a rate token or a response
+	// exceeds MaxResponseBytes. Default: discard.
 	Logger *slog.Logger
+
+	// Registerer, when set, receives the gauge
+	// callcat_provider_requests_in_flight, the counters of requests that
+	// waited for a slot or a rate token and of responses over the size
+	// limit, and gauges of the three configured bounds.
+	Registerer prometheus.Registerer
 }
 
 // Client calls the provider's REST API over one shared, pooled http.Client.
@@ -121,10 +135,13 @@ type Client struct {
 	baseURL          string // without a trailing slash
 	apiKey           string
 	authorization    string
+	header           http.Header
 	requestTimeout   time.Duration
 	maxResponseBytes int64
 	observe          func(endpoint string, statusCode int, err error, elapsed time.Duration)
 	logger           *slog.Logger
+	limited          *ratelog.Limiter
+	metrics          *clientMetrics
 }
 
 // NewClient validates cfg, applies the defaults and builds the client with its
@@ -172,6 +189,13 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	metrics, err := newClientMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	metrics.maxInFlight.Set(float64(cfg.MaxInFlight))
+	metrics.maxRatePerSec.Set(cfg.RequestsPerSecond)
+	metrics.maxResponseLen.Set(float64(cfg.MaxResponseBytes))
 
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: tcpKeepAlive}
 	transport := &http.Transport{
@@ -207,10 +231,13 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		baseURL:          baseURL,
 		apiKey:           cfg.APIKey,
 		authorization:    "Bearer " + cfg.APIKey,
+		header:           cfg.Header.Clone(),
 		requestTimeout:   cfg.RequestTimeout,
 		maxResponseBytes: cfg.MaxResponseBytes,
 		observe:          cfg.Observe,
 		logger:           logger,
+		limited:          ratelog.New(logger, 0),
+		metrics:          metrics,
 	}, nil
 }
 
@@ -395,19 +422,13 @@ type request struct {
 func (c *Client) do(ctx context.Context, r request, decode func(body []byte) error) error {
 	// Take a slot before a rate token, so that callers queued on the slots
 	// do not use up tokens they cannot spend yet.
-	select {
-	case c.inFlight <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("retell %s: wait for a request slot: %w", r.endpoint, ctx.Err())
+	if err := c.acquireSlot(ctx, r.endpoint); err != nil {
+		return err
 	}
-	defer func() { <-c.inFlight }()
+	defer c.releaseSlot()
 
-	if err := c.limiter.Wait(ctx); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("retell %s: wait for the rate limiter: %w", r.endpoint, ctxErr)
-		}
-		// The limiter fails at once when the wait would outlast the deadline.
-		return fmt.Errorf("retell %s: no rate token before the context deadline: %w", r.endpoint, context.DeadlineExceeded)
+	if err := c.waitForToken(ctx, r.endpoint); err != nil {
+		return err
 	}
 
 	start := time.Now()
@@ -426,6 +447,64 @@ func (c *Client) do(ctx context.Context, r request, decode func(body []byte) err
 			slog.Any("err", err))
 	}
 	return err
+}
+
+// acquireSlot takes one of the MaxInFlight slots, waiting while all are
+// taken. A wait is counted and logged at most once per ratelog interval.
+func (c *Client) acquireSlot(ctx context.Context, endpoint string) error {
+	select {
+	case c.inFlight <- struct{}{}:
+	default:
+		c.metrics.slotWaits.Inc()
+		c.limited.Log(ctx, slog.LevelInfo, "provider_slots", "provider requests wait for a free in-flight slot",
+			"endpoint", endpoint, "max_in_flight", cap(c.inFlight))
+		select {
+		case c.inFlight <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("retell %s: wait for a request slot: %w", endpoint, ctx.Err())
+		}
+	}
+	c.metrics.inFlight.Inc()
+	return nil
+}
+
+func (c *Client) releaseSlot() {
+	c.metrics.inFlight.Dec()
+	<-c.inFlight
+}
+
+// waitForToken waits for a token of the rate limiter. It fails at once when
+// the wait would outlast ctx's deadline, as rate.Limiter.Wait does, and
+// counts and logs the requests it delays.
+func (c *Client) waitForToken(ctx context.Context, endpoint string) error {
+	res := c.limiter.Reserve()
+	if !res.OK() {
+		return fmt.Errorf("retell %s: the rate limiter has no burst to grant a token", endpoint)
+	}
+	delay := res.Delay()
+	if delay == 0 {
+		return nil
+	}
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < delay {
+		res.Cancel()
+		return fmt.Errorf("retell %s: no rate token before the context deadline: %w", endpoint, context.DeadlineExceeded)
+	}
+
+	c.metrics.rateLimited.Inc()
+	c.limited.Log(ctx, slog.LevelInfo, "provider_rate", "provider requests delayed by the rate limit",
+		"endpoint", endpoint, "requests_per_second", float64(c.limiter.Limit()), "delay", delay)
+	start := time.Now()
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		c.metrics.rateLimitWait.Add(time.Since(start).Seconds())
+		return nil
+	case <-ctx.Done():
+		res.Cancel()
+		c.metrics.rateLimitWait.Add(time.Since(start).Seconds())
+		return fmt.Errorf("retell %s: wait for the rate limiter: %w", endpoint, ctx.Err())
+	}
 }
 
 // exchange performs one HTTP request under the per-request timeout. It
@@ -454,6 +533,11 @@ func (c *Client) exchange(ctx context.Context, r request, decode func(body []byt
 
 	buf, err := c.readBody(resp)
 	if err != nil {
+		if errors.Is(err, ErrResponseTooLarge) {
+			c.metrics.tooLarge.Inc()
+			c.limited.Log(ctx, slog.LevelWarn, "provider_too_large", "provider response exceeds the size limit; request failed",
+				"endpoint", r.endpoint, "call_id", r.callID, "max_response_bytes", c.maxResponseBytes)
+		}
 		return resp.StatusCode, c.wrapTransportError(ctx, reqCtx, r.endpoint, err)
 	}
 	defer putBuffer(buf)
@@ -478,6 +562,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body []byt
 	req.Header.Set("Authorization", c.authorization)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", userAgent)
+	for name, values := range c.header {
+		req.Header[name] = values
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

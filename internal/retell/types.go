@@ -190,9 +190,11 @@ func (c *Call) Utterances() (utterances []callcat.Utterance, present bool) {
 		}
 		// The bytes were validated when c was decoded. A Call built by hand
 		// with invalid bytes counts as having no transcript.
-		if err := decodeLenient(c.TranscriptObject, &items); err != nil || len(items) == 0 {
+		var wire []itemWire
+		if err := decodeLenient(c.TranscriptObject, &wire); err != nil || len(wire) == 0 {
 			return nil, false
 		}
+		items = transcriptItems(wire)
 	}
 
 	n := 0
@@ -230,21 +232,21 @@ type webhookWire struct {
 // encoding/json allocates a *int64 before it finds that the value is not a
 // number, and would leave a bogus 0 behind.
 type callWire struct {
-	CallID                  string           `json:"call_id"`
-	CallType                string           `json:"call_type"`
-	AgentID                 string           `json:"agent_id"`
-	CallStatus              string           `json:"call_status"`
-	Direction               string           `json:"direction"`
-	FromNumber              string           `json:"from_number"`
-	ToNumber                string           `json:"to_number"`
-	DisconnectionReason     string           `json:"disconnection_reason"`
-	StartTimestamp          lenientInt64     `json:"start_timestamp"`
-	EndTimestamp            lenientInt64     `json:"end_timestamp"`
-	DurationMS              lenientInt64     `json:"duration_ms"`
-	Metadata                json.RawMessage  `json:"metadata"`
-	CallAnalysis            json.RawMessage  `json:"call_analysis"`
-	TranscriptWithToolCalls []TranscriptItem `json:"transcript_with_tool_calls"`
-	TranscriptObject        borrowedJSON     `json:"transcript_object"`
+	CallID                  string          `json:"call_id"`
+	CallType                string          `json:"call_type"`
+	AgentID                 string          `json:"agent_id"`
+	CallStatus              string          `json:"call_status"`
+	Direction               string          `json:"direction"`
+	FromNumber              string          `json:"from_number"`
+	ToNumber                string          `json:"to_number"`
+	DisconnectionReason     string          `json:"disconnection_reason"`
+	StartTimestamp          lenientInt64    `json:"start_timestamp"`
+	EndTimestamp            lenientInt64    `json:"end_timestamp"`
+	DurationMS              lenientInt64    `json:"duration_ms"`
+	Metadata                json.RawMessage `json:"metadata"`
+	CallAnalysis            json.RawMessage `json:"call_analysis"`
+	TranscriptWithToolCalls []itemWire      `json:"transcript_with_tool_calls"`
+	TranscriptObject        borrowedJSON    `json:"transcript_object"`
 }
 
 // copyTo fills c from w. It must run while the bytes w was decoded from are
@@ -264,7 +266,7 @@ func (w *callWire) copyTo(c *Call) {
 	c.Metadata = nilIfNull(w.Metadata)
 	c.CallAnalysis = nilIfNull(w.CallAnalysis)
 	if len(w.TranscriptWithToolCalls) > 0 {
-		c.TranscriptWithToolCalls = w.TranscriptWithToolCalls
+		c.TranscriptWithToolCalls = transcriptItems(w.TranscriptWithToolCalls)
 		return
 	}
 	if raw := nilIfNull(json.RawMessage(w.TranscriptObject)); raw != nil {

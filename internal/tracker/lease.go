@@ -103,6 +103,9 @@ func (t *Tracker) runLeases(ctx context.Context) {
 		break
 	}
 
+	if t.cfg.KeepLeasesOnStop {
+		return
+	}
 	releaseCtx, cancel := context.WithTimeout(context.Background(), leaseCallTimeout)
 	defer cancel()
 	if err := t.cfg.Leaser.ReleaseLeases(releaseCtx, t.cfg.Owner); err != nil {

@@ -11,6 +11,7 @@ type metrics struct {
 	expired        prometheus.Counter
 	authPaused     prometheus.Gauge
 	polls          *prometheus.CounterVec
+	unchangedPolls prometheus.Counter
 	lateness       prometheus.Histogram
 	events         prometheus.Counter
 	staleSnapshots prometheus.Counter
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callcat_polls_total",
 			Help: "get-call polls by outcome.",
 		}, []string{"outcome"}),
+		unchangedPolls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcat_polls_unchanged_total",
+			Help: "Successful polls whose result equalled the last one stored, so the store was not written.",
+		}),
 		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "callcat_poll_lateness_seconds",
 			Help:    "Time between a poll's scheduled and actual start.",
@@ -66,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.tracked, m.trackRejected, m.expired, m.authPaused,
-		m.polls, m.lateness, m.events, m.staleSnapshots, m.leasesLost, m.adopted} {
+		m.polls, m.unchangedPolls, m.lateness, m.events, m.staleSnapshots, m.leasesLost, m.adopted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -48,6 +48,18 @@ func (t *Tracker) poll(ctx context.Context, c *trackedCall) {
 		}
 	}
 
+	// A result equal to the last one stored would only move the snapshot's
+	// TakenAt, so it skips the store transaction. A final fetch is always
+	// stored, because it ends tracking.
+	digest := updateDigest(t.digestSeed, &u)
+	if t.unchangedSinceLastPoll(c, digest) {
+		t.metrics.polls.WithLabelValues(string(outcomeOK)).Inc()
+		t.metrics.unchangedPolls.Inc()
+		t.resumeAfterAuth()
+		t.finishPoll(c, now, false, 0)
+		return
+	}
+
 	applyCtx, cancel := context.WithTimeout(ctx, DefaultApplyTimeout)
 	res, err := t.apply(applyCtx, u)
 	cancel()
@@ -67,6 +79,7 @@ func (t *Tracker) poll(ctx context.Context, c *trackedCall) {
 	}
 	t.metrics.polls.WithLabelValues(string(outcomeOK)).Inc()
 	t.resumeAfterAuth()
+	t.rememberDigest(c, digest)
 
 	terminal := res.Call.Status.Terminal()
 	if terminal {
@@ -75,6 +88,20 @@ func (t *Tracker) poll(ctx context.Context, c *trackedCall) {
 	if t.finishPoll(c, now, terminal, 0) && u.Lease != nil {
 		t.releaseLease(c.id)
 	}
+}
+
+// unchangedSinceLastPoll reports whether digest equals that of c's last
+// stored poll result, and c is not due for its final fetch.
+func (t *Tracker) unchangedSinceLastPoll(c *trackedCall, digest uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !c.final && c.digest == digest
+}
+
+func (t *Tracker) rememberDigest(c *trackedCall, digest uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c.digest = digest
 }
 
 // leaseOf returns the generation to fence c's poll with, or 0. A final

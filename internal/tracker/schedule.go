@@ -23,6 +23,11 @@ type trackedCall struct {
 	removed   bool      // deleted while a worker held it
 	heapIndex int       // position in the queue, -1 when not queued
 	lease     int64     // generation of this replica's lease, 0 without leases
+
+	// digest is updateDigest of the last poll result stored, 0 when none or
+	// when a webhook changed the call since. A poll that returns the same
+	// result skips the store.
+	digest uint64
 }
 
 // callHeap is a min-heap of calls by due time.
@@ -102,6 +107,17 @@ func (t *Tracker) notePush(callID string) {
 	defer t.mu.Unlock()
 	if c, ok := t.calls[callID]; ok {
 		c.lastPush = t.cfg.Now()
+	}
+}
+
+// forgetDigest makes the next poll of callID store its result even when it
+// equals the last one, because something else (a webhook) changed the call
+// in between.
+func (t *Tracker) forgetDigest(callID string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.calls[callID]; ok {
+		c.digest = 0
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -101,6 +102,10 @@ type Config struct {
 	// AdoptBatch bounds the calls adopted per renewal period.
 	AdoptBatch int
 
+	// KeepLeasesOnStop skips releasing the leases when Run ends, as a crash
+	// would. Tests use it to check that other replicas adopt the calls.
+	KeepLeasesOnStop bool
+
 	// LeakEndedCalls keeps every untracked call's state in memory forever.
 	// It exists only so the soak test can prove it catches a leak; never set
 	// it in a real deployment.
@@ -171,6 +176,9 @@ type Tracker struct {
 	wake      chan struct{}           // one slot: the scheduler re-reads the queue
 
 	running atomic.Bool
+
+	// digestSeed keys updateDigest. Digests never leave the process.
+	digestSeed maphash.Seed
 }
 
 // New returns a tracker over store, publishing to hub and polling through
@@ -197,6 +205,8 @@ func New(store callcat.Store, hub Publisher, poller Poller, cfg Config) (*Tracke
 		calls:   make(map[string]*trackedCall),
 		foreign: make(map[string]time.Time),
 		wake:    make(chan struct{}, 1),
+
+		digestSeed: maphash.MakeSeed(),
 	}, nil
 }
 
@@ -334,4 +344,11 @@ func hash32(s string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(s))
 	return h.Sum32()
+}
+
+// Apply stores an update that came from neither a webhook nor a poll, such
+// as the response of create-phone-call, and publishes its events under the
+// call's lock, in order with the call's other events.
+func (t *Tracker) Apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult, error) {
+	return t.apply(ctx, u)
 }

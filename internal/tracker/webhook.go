@@ -35,6 +35,7 @@ func (t *Tracker) HandleWebhook(ctx context.Context, wh *retell.Webhook, d callc
 	if err != nil || res.Duplicate {
 		return res, err
 	}
+	t.forgetDigest(res.Call.ID)
 
 	t.afterApply(ctx, wh.Event, res)
 	return res, nil

@@ -17,7 +17,7 @@ import (
 )
 
 // allTables lists every table that a test may have written to.
-const allTables = "calls, utterances, events, webhook_deliveries, call_leases"
+const allTables = "calls, utterances, events, webhook_deliveries, call_leases, idempotency_keys"
 
 // openDB opens a DB on the test database and closes it when the test ends.
 func openDB(t testing.TB, opts postgres.Options) *postgres.DB {

@@ -97,6 +97,25 @@ func callsQuery(f callcat.CallFilter) (string, []any, error) {
 		where = append(where, `(created_at, call_id) < ($1, $2)`)
 		args = append(args, createdAt, id)
 	}
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, strings.ReplaceAll(cond, "$?", "$"+strconv.Itoa(len(args))))
+	}
+	if f.AgentID != "" {
+		add(`agent_id = $?`, f.AgentID)
+	}
+	if f.Direction != "" {
+		add(`direction = $?`, f.Direction)
+	}
+	if f.Number != "" {
+		add(`(from_number = $? OR to_number = $?)`, f.Number)
+	}
+	if f.StartFrom != nil {
+		add(`start_timestamp >= $?`, *f.StartFrom)
+	}
+	if f.StartBefore != nil {
+		add(`start_timestamp < $?`, *f.StartBefore)
+	}
 
 	query := `SELECT ` + callColumns + ` FROM calls`
 	if len(where) > 0 {

@@ -92,6 +92,26 @@ func callsQuery(f callcat.CallFilter) (string, []any, error) {
 		where = append(where, `(created_at, call_id) < (?, ?)`)
 		args = append(args, createdAt, id)
 	}
+	add := func(cond string, arg any) {
+		where = append(where, cond)
+		args = append(args, arg)
+	}
+	if f.AgentID != "" {
+		add(`agent_id = ?`, f.AgentID)
+	}
+	if f.Direction != "" {
+		add(`direction = ?`, f.Direction)
+	}
+	if f.Number != "" {
+		where = append(where, `(from_number = ? OR to_number = ?)`)
+		args = append(args, f.Number, f.Number)
+	}
+	if f.StartFrom != nil {
+		add(`start_timestamp >= ?`, *f.StartFrom)
+	}
+	if f.StartBefore != nil {
+		add(`start_timestamp < ?`, *f.StartBefore)
+	}
 
 	query := `SELECT ` + callColumns + ` FROM calls`
 	if len(where) > 0 {

@@ -56,8 +56,14 @@ func Run(t *testing.T, open func(t *testing.T) callcat.Store) {
 		{"CallsNewestFirst", testCallsNewestFirst},
 		{"CallsPagination", testCallsPagination},
 		{"CallsLimit", testCallsLimit},
+		{"CallsFieldFilters", testCallsFieldFilters},
 		{"CallsBadCursor", testCallsBadCursor},
 		{"LiveCalls", testLiveCalls},
+		{"IdempotencyClaim", testIdempotencyClaim},
+		{"IdempotencyConcurrent", testIdempotencyConcurrent},
+		{"PruneCalls", testPruneCalls},
+		{"PruneDeliveries", testPruneDeliveries},
+		{"PruneIdempotency", testPruneIdempotency},
 		{"NotFound", testNotFound},
 	}
 	for _, tc := range tests {

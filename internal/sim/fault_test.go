@@ -139,7 +139,14 @@ func TestFaultReset(t *testing.T) {
 	if resp != nil && resp.StatusCode != http.StatusOK {
 		t.Errorf("status=%d before the reset, want 200", resp.StatusCode)
 	}
-	reqs := s.Requests(id)
+	// The simulator records the request after it closed the connection, so
+	// the client can see the reset first.
+	var reqs []sim.Request
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if reqs = s.Requests(id); len(reqs) > 0 {
+			break
+		}
+	}
 	if len(reqs) != 1 || reqs[0].Fault != "reset" {
 		t.Errorf("request log=%+v, want one request with fault reset", reqs)
 	}

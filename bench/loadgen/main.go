@@ -1,10 +1,10 @@
 // Command loadgen measures webhook ingest. It starts `callcat serve` as a
-// child process (or targets a running one with --url), then posts signed
-// transcript_updated webhooks at fixed rates, open loop: each request is sent
+// child process, or targets a running one with --url. Then it posts signed
+// transcript_updated webhooks at fixed rates, open loop. Each request is sent
 // at its scheduled time whatever the earlier ones did, and its latency counts
 // from that time, so a server that falls behind shows it. Each rate runs for
-// --duration; the report gives the acknowledgement latency (p50, p99, max),
-// errors and the body sizes sent.
+// --duration. The report gives the acknowledgement latency (p50, p99, max),
+// the errors and the body sizes sent.
 //
 // Bodies are built from the four-minute fixture call. A pool of --calls live
 // calls each grows towards its own final size, drawn from a log-normal
@@ -90,7 +90,7 @@ func main() {
 	fs.IntVar(&o.medianBytes, "median-bytes", 10_000, "target median body size in `bytes`")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 512, "requests outstanding at once; a request due while all are taken counts as an error")
 	fs.StringVar(&o.fixture, "fixture", benchkit.DefaultFixture, "provider payload the bodies are built from")
-	fs.StringVar(&o.outDir, "out", "bench-out/loadgen", "`directory` for logs and results.json")
+	fs.StringVar(&o.outDir, "out", "bench/out/loadgen", "`directory` for logs and results.json")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the body sizes")
 	fs.Parse(os.Args[1:])
 
@@ -201,8 +201,8 @@ func (p *pool) body() []byte {
 	id, items := c.id, c.items
 	p.mu.Unlock()
 
-	// A body below 2 KB would be a transcript of one short item; the first
-	// webhooks of a call start from the smallest body of at least 2 KB.
+	// The first webhooks of a call carry at least the smallest body of 2 KB,
+	// because a smaller one would hold a single short item.
 	items = max(items, p.bodies.ItemsFor(minBodyBytes))
 	return p.bodies.Body(id, items, "")
 }

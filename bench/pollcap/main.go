@@ -1,12 +1,12 @@
 // Command pollcap measures how many concurrent live calls one callcat can
-// poll on this machine. For each level of --calls it starts `callcat sim`
-// (the provider, with get-call carrying the live transcript) and `callcat
-// serve` as two child processes, lets the calls reach a steady state, then
-// reads over a measurement window: poll lateness from the tracker's
-// callcat_poll_lateness_seconds histogram, polls per second, the server's CPU
-// time and RSS from /proc, heap allocations per poll from the Go runtime
-// metrics, and the bytes the simulator wrote (its get-call responses, plus a
-// few webhooks) as the bytes the server decoded.
+// poll on this machine. For each level of --calls it starts `callcat sim` and
+// `callcat serve` as two child processes. The simulator's get-call carries
+// the live transcript. Once the calls reach a steady state, pollcap reads
+// poll lateness from the tracker's callcat_poll_lateness_seconds histogram,
+// polls per second, the server's CPU time and RSS from /proc, and heap
+// allocations per poll from the Go runtime metrics, over a measurement
+// window. The bytes the simulator wrote (its get-call responses, plus a few
+// webhooks) count as the bytes the server decoded.
 //
 //	go build -o callcat ./cmd/callcat && go run ./bench/pollcap --calls 1000,3000,5000
 package main
@@ -42,6 +42,7 @@ type options struct {
 	levels       []int
 	runs         int
 	speed        float64
+	live         bool
 	callLength   time.Duration
 	warmup       time.Duration
 	window       time.Duration
@@ -84,11 +85,12 @@ func main() {
 	levels := fs.String("calls", "1000,3000,5000", "comma-separated `levels` of concurrent live calls")
 	fs.IntVar(&o.runs, "runs", 1, "runs per level; the summary gives the median")
 	fs.Float64Var(&o.speed, "speed", 1, "simulator time compression (1: real time, so transcripts grow as in a real call)")
+	fs.BoolVar(&o.live, "live-transcript", true, "let get-call carry the live transcript (the worst case); false gives the provider's documented shape, where an ongoing call has none")
 	fs.DurationVar(&o.callLength, "call-length", 45*time.Second, "simulated call length")
 	fs.DurationVar(&o.warmup, "warmup", 75*time.Second, "time before the measurement window, for calls to spread over their lives")
 	fs.DurationVar(&o.window, "window", 45*time.Second, "measurement window")
 	fs.IntVar(&o.pprofSeconds, "pprof-seconds", 0, "take a CPU profile of this many seconds in the window, and a heap and allocs profile after it (needs --admin-token and --serve-args=--pprof)")
-	fs.StringVar(&o.outDir, "out", "bench-out/pollcap", "`directory` for logs, profiles and results.json")
+	fs.StringVar(&o.outDir, "out", "bench/out/pollcap", "`directory` for logs, profiles and results.json")
 	fs.Parse(os.Args[1:])
 
 	for _, f := range strings.Split(*levels, ",") {
@@ -155,7 +157,7 @@ func measure(ctx context.Context, o *options, calls, run int) (result, error) {
 		"--calls", strconv.Itoa(calls),
 		"--speed", strconv.FormatFloat(o.speed, 'f', -1, 64),
 		"--call-length", o.callLength.String(),
-		"--live-transcript",
+		"--live-transcript=" + strconv.FormatBool(o.live),
 		"--push-transcripts=false",
 		"--api-key", apiKey,
 		"--webhook-url", srv.URL() + "/webhooks/retell",

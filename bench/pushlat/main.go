@@ -65,7 +65,7 @@ func main() {
 	fs.DurationVar(&o.interval, "interval", 3*time.Second, "time between two transcript_updated webhooks of one call")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "time webhooks are sent")
 	fs.StringVar(&o.fixture, "fixture", benchkit.DefaultFixture, "provider payload the bodies are built from")
-	fs.StringVar(&o.outDir, "out", "bench-out/pushlat", "`directory` for logs and results.json")
+	fs.StringVar(&o.outDir, "out", "bench/out/pushlat", "`directory` for logs and results.json")
 	fs.Parse(os.Args[1:])
 	if o.calls < 1 || o.calls > 10_000 || o.runs < 1 || o.runs > 10 || o.interval <= 0 || o.duration <= 0 || o.duration > 10*time.Minute {
 		log.Fatal("invalid --calls (1-10000), --runs (1-10), --interval or --duration (up to 10m)")

@@ -1,15 +1,15 @@
 // Command ssefan measures SSE fan-out: the server memory each open stream
 // costs and how fast one event reaches every subscriber. It starts `callcat
-// serve` as a child process, starts --calls live calls with call_started
-// webhooks, reads the server's RSS and Go heap, opens --subscribers streams
-// (spread evenly over the calls, or all on one call with --one-call), reads
-// the memory again, then sends --events transcript_updated webhooks, each
-// ending its last utterance with a unique word, and records when every
-// subscriber received the matching utterance event.
+// serve` as a child process and starts --calls live calls with call_started
+// webhooks. It reads the server's RSS and Go heap, opens --subscribers
+// streams, spread evenly over the calls or all on one call with --one-call,
+// and reads the memory again. Then it sends --events transcript_updated
+// webhooks, each ending its last utterance with a unique word, and records
+// when every subscriber received the matching utterance event.
 //
 // Memory per subscriber is the growth of RSS (and of the Go heap in use)
 // divided by the subscribers. The client keeps 10,000 sockets open, so raise
-// the open-file limit first (ulimit -n 25000); serve inherits it.
+// the open-file limit first (ulimit -n 20000); serve inherits it.
 //
 //	go build -o callcat ./cmd/callcat && go run ./bench/ssefan --subscribers 10000 --calls 1000
 //	go run ./bench/ssefan --subscribers 10000 --one-call
@@ -76,7 +76,7 @@ func main() {
 	fs.IntVar(&o.events, "events", 20, "webhooks sent after the streams are open, each one event for its call's subscribers")
 	fs.DurationVar(&o.eventGap, "event-gap", 250*time.Millisecond, "time between two of those webhooks")
 	fs.StringVar(&o.fixture, "fixture", benchkit.DefaultFixture, "provider payload the bodies are built from")
-	fs.StringVar(&o.outDir, "out", "bench-out/ssefan", "`directory` for logs and results.json")
+	fs.StringVar(&o.outDir, "out", "bench/out/ssefan", "`directory` for logs and results.json")
 	fs.Parse(os.Args[1:])
 	if o.oneCall {
 		o.calls = 1

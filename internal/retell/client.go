@@ -450,7 +450,8 @@ func (c *Client) do(ctx context.Context, r request, decode func(body []byte) err
 }
 
 // acquireSlot takes one of the MaxInFlight slots, waiting while all are
-// taken. A wait is counted and logged at most once per ratelog interval.
+// taken. Every wait is counted, and logged at most once per
+// ratelog.DefaultInterval.
 func (c *Client) acquireSlot(ctx context.Context, endpoint string) error {
 	select {
 	case c.inFlight <- struct{}{}:
@@ -535,7 +536,7 @@ func (c *Client) exchange(ctx context.Context, r request, decode func(body []byt
 	if err != nil {
 		if errors.Is(err, ErrResponseTooLarge) {
 			c.metrics.tooLarge.Inc()
-			c.limited.Log(ctx, slog.LevelWarn, "provider_too_large", "provider response exceeds the size limit; request failed",
+			c.limited.Log(ctx, slog.LevelWarn, "provider_too_large", "provider response exceeds the size limit, so the request failed",
 				"endpoint", r.endpoint, "call_id", r.callID, "max_response_bytes", c.maxResponseBytes)
 		}
 		return resp.StatusCode, c.wrapTransportError(ctx, reqCtx, r.endpoint, err)

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// sameTranscript answers every poll with one unchanging live transcript.
+// sameTranscript returns the same live transcript for every poll.
 func sameTranscript(w http.ResponseWriter, callID string, _ int) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write([]byte(`{"call_id":"` + callID + `","call_status":"ongoing",` +

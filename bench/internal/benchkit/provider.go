@@ -12,10 +12,10 @@ import (
 	"github.com/callcat/callcat/internal/retell"
 )
 
-// ProviderStub answers get-call with a minimal ongoing call that carries no
-// transcript, the provider's documented shape for a live call, so that the
-// tracker's backstop polls of webhook-fed calls cost little and change
-// nothing. Other routes respond 404.
+// ProviderStub responds to get-call with a minimal ongoing call without a
+// transcript, the provider's documented shape for a live call. The tracker's
+// backstop polls of webhook-fed calls then cost little and change nothing.
+// Other routes respond 404.
 func ProviderStub() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/get-call/{call_id}", func(w http.ResponseWriter, r *http.Request) {

@@ -96,6 +96,9 @@ func TestMergeAllocsUnchanged(t *testing.T) {
 }
 
 func TestMergeAllocsOneUtterance(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts vary under the race detector: encoding/json's pooled buffers are dropped at random")
+	}
 	state, snap := liveCall(40)
 	grown := grownByOneWord(snap)
 	u := pollUpdate(&grown)

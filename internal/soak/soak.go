@@ -149,6 +149,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	select {
 	case r.svc = <-ready:
 	case <-service.done:
+		serviceLn.Close() // Serve may fail before it takes the listener over
 		return nil, fmt.Errorf("soak: start the service: %w", service.err)
 	case <-ctx.Done():
 		service.stop()

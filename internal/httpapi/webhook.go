@@ -50,6 +50,8 @@ func (s *server) handleWebhook() http.Handler {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
 				s.metrics.webhooks.WithLabelValues("unknown", "too_large").Inc()
+				s.limited.Log(r.Context(), slog.LevelWarn, "webhook_too_large", "webhook rejected: body over the limit",
+					"remote_addr", r.RemoteAddr, "limit_bytes", s.cfg.MaxWebhookBytes, "content_length", r.ContentLength)
 				s.writeError(w, http.StatusRequestEntityTooLarge, "webhook body exceeds the limit of "+formatBytes(s.cfg.MaxWebhookBytes))
 				return
 			}

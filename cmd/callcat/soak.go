@@ -44,6 +44,10 @@ func runSoak(ctx context.Context, args []string, getenv func(string) string, std
 	maxHeap := fs.Uint64("max-heap-above-baseline", soak.DefaultMaxHeapAboveBaseline, "fail when the live heap after the drain exceeds the baseline by more, in `bytes`")
 	maxGoroutines := fs.Int("max-goroutines-above-baseline", soak.DefaultMaxGoroutinesAboveBaseline, "fail when goroutines after the drain exceed the baseline by more")
 	maxFDs := fs.Int("max-fds-above-baseline", soak.DefaultMaxFDsAboveBaseline, "fail when open file descriptors after the drain exceed the baseline by more")
+	// The simulator's --fault-* flags, so the soak can run against a
+	// misbehaving provider.
+	var faults simFlags
+	faults.registerFaults(fs)
 	fs.BoolVar(&cfg.PlantLeak, "plant-leak", false, "keep every ended call in memory, to see the soak fail (testing only)")
 
 	reportPath := fs.String("report", "", "write the JSON report to this `file`")
@@ -58,6 +62,7 @@ func runSoak(ctx context.Context, args []string, getenv func(string) string, std
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return err
 	}
+	cfg.Faults = faults.cfg.Faults
 	cfg.Rules = soak.Rules{
 		MaxGrowthPerHour:           *maxGrowth,
 		MaxHeapAboveBaseline:       *maxHeap,

@@ -103,6 +103,11 @@ type Config struct {
 	// Rules are the pass criteria.
 	Rules Rules
 
+	// Faults makes the simulated provider misbehave: 5xx, 429, resets,
+	// truncated bodies, duplicate and reordered webhooks and so on. The
+	// zero value injects nothing.
+	Faults sim.Faults
+
 	// PlantLeak makes the tracker keep every ended call in memory
 	// (tracker.Config.LeakEndedCalls), to show that the soak catches a leak.
 	PlantLeak bool

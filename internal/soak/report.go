@@ -3,6 +3,7 @@ package soak
 import (
 	"errors"
 	"fmt"
+	"github.com/callcat/callcat/internal/sim"
 	"io"
 	"math"
 	"runtime"
@@ -84,6 +85,9 @@ type Settings struct {
 	ProviderMaxInFlight   int     `json:"provider_max_in_flight"`
 	PlantLeak             bool    `json:"plant_leak"`
 	Seed                  int64   `json:"seed"`
+
+	// Faults are the injected provider faults; all zero for a clean run.
+	Faults sim.Faults `json:"faults"`
 
 	MaxGrowthBytesPerHour      float64 `json:"max_growth_bytes_per_hour"`
 	MaxHeapAboveBaselineBytes  uint64  `json:"max_heap_above_baseline_bytes"`
@@ -380,6 +384,7 @@ func (r *runner) settings() Settings {
 		ProviderMaxInFlight:        cfg.ProviderMaxInFlight,
 		PlantLeak:                  cfg.PlantLeak,
 		Seed:                       cfg.Seed,
+		Faults:                     cfg.Faults,
 		MaxGrowthBytesPerHour:      cfg.Rules.MaxGrowthPerHour,
 		MaxHeapAboveBaselineBytes:  cfg.Rules.MaxHeapAboveBaseline,
 		MaxGoroutinesAboveBaseline: cfg.Rules.MaxGoroutinesAboveBaseline,

@@ -221,6 +221,7 @@ func (r *runner) churnAndDrain(ctx context.Context, simLn net.Listener, service 
 		LiveTranscript:    cfg.LiveTranscript,
 		PushTranscripts:   cfg.PushTranscripts,
 		NotConnectedRatio: cfg.NotConnectedRatio,
+		Faults:            cfg.Faults,
 		Seed:              cfg.Seed,
 		MaxRetainedCalls:  max(cfg.Calls, 100),
 		Logger:            cfg.Logger.With("component", "sim"),

@@ -151,7 +151,7 @@ func (t *Tracker) pollFailed(ctx context.Context, c *trackedCall, err error) {
 		t.metrics.polls.WithLabelValues(string(outcomeGone)).Inc()
 		// NOTE: the call stays live in the store, so a restart or another
 		// replica's adoption polls it once more after its lease expires.
-		t.logger.Warn("provider does not know the call; tracking stopped", "call_id", c.id, "status", status)
+		t.limited.Log(ctx, slog.LevelWarn, "poll_gone", "provider does not know the call; tracking stopped", "call_id", c.id, "status", status)
 		t.finishPoll(c, now, true, 0)
 
 	default:

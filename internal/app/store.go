@@ -58,8 +58,8 @@ func openStore(ctx context.Context, cfg *Config, logger *slog.Logger, reg promet
 
 // relay forwards other replicas' event notifications to local streams until
 // ctx is done. A stream of a call with new events gets a resync frame and
-// reads them from the store; after the notification connection was lost,
-// every stream does, so none misses an event committed meanwhile.
+// reads them from the store. After the notification connection was lost,
+// every stream gets one, so none misses an event committed meanwhile.
 func (o *openedStore) relay(ctx context.Context, hub *stream.Hub, replicaID string, logger *slog.Logger) {
 	if o.pg == nil {
 		return

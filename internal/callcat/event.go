@@ -13,7 +13,7 @@ const (
 	// EventUtterance carries a new or changed utterance: {"index","role","content"}.
 	EventUtterance EventType = "utterance"
 
-	// EventTruncate says the transcript now has fewer utterances: {"utterance_count"}.
+	// EventTruncate means the transcript now has fewer utterances: {"utterance_count"}.
 	EventTruncate EventType = "truncate"
 
 	// EventStatus carries a status change: {"status","previous"}.

@@ -201,7 +201,7 @@ func mergeFields(c *Call, f *CallFields) bool {
 
 // diffUtterances compares the stored utterances with a new snapshot. It
 // returns the utterances to write: new ones, and stored ones whose role,
-// content or words differ. textChanged tells for each whether its text
+// content or words differ. textChanged reports for each whether its text
 // changed, because a words-only change is stored but emits no event.
 // truncateTo is the new length when the snapshot is shorter, else -1.
 func diffUtterances(stored, snapshot []Utterance) (upserts []Utterance, textChanged []bool, truncateTo int) {

@@ -45,7 +45,7 @@ type Store interface {
 	Close() error
 }
 
-// ApplyResult is what Store.Apply wrote.
+// ApplyResult is the record of what Store.Apply wrote.
 type ApplyResult struct {
 	Call      Call
 	Events    []Event

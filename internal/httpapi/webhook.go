@@ -89,7 +89,7 @@ func (s *server) handleWebhook() http.Handler {
 		event := eventLabel(wh.Event)
 		if err != nil {
 			s.metrics.webhooks.WithLabelValues(event, "store_error").Inc()
-			s.limited.Log(r.Context(), slog.LevelError, "webhook_store", "webhook not stored; answered 503 so the provider retries",
+			s.limited.Log(r.Context(), slog.LevelError, "webhook_store", "webhook not stored; responded 503 so the provider retries",
 				"call_id", wh.Call.CallID, "event", wh.Event, "err", err)
 			w.Header().Set("Retry-After", "1")
 			s.writeError(w, http.StatusServiceUnavailable, "the store cannot take the webhook now; retry")

@@ -65,18 +65,30 @@ func finite(f float64) bool {
 
 // apply runs the Apply transaction and returns its outcome for the metrics.
 func (db *DB) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult, string, error) {
-	// Encoded once, the snapshot's words serve both to recognise stored
-	// utterances without decoding their words and to write the upserts.
-	var words []string
+	// The snapshot's utterance hashes find the stored utterances it leaves
+	// unchanged, so only the others are read, compared and written.
+	var hashes []utteranceHash
 	if u.Snapshot != nil {
-		var err error
-		words, err = encodeSnapshotWords(u.Snapshot)
-		if err != nil {
-			return callcat.ApplyResult{}, outcomeError, err
+		var h utteranceHasher
+		hashes = make([]utteranceHash, len(u.Snapshot.Utterances))
+		for i := range u.Snapshot.Utterances {
+			hashes[i] = h.hash(&u.Snapshot.Utterances[i])
 		}
 	}
 
-	sqlTx, err := db.writer.BeginTx(ctx, nil)
+	// ctx bounds the wait for the writer connection. Once it is held, the
+	// transaction runs to its end without ctx's cancellation: it takes about
+	// a millisecond and busy_timeout bounds its lock waits. With a
+	// cancellable context, the driver would start a goroutine per statement
+	// to watch it, and database/sql one per transaction.
+	conn, err := db.writer.Conn(ctx)
+	if err != nil {
+		return callcat.ApplyResult{}, outcomeError, fmt.Errorf("writer connection: %w", err)
+	}
+	defer conn.Close()
+	ctx = context.WithoutCancel(ctx)
+
+	sqlTx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return callcat.ApplyResult{}, outcomeError, fmt.Errorf("begin: %w", err)
 	}
@@ -100,12 +112,17 @@ func (db *DB) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult,
 		}
 	}
 
-	state, err := tx.loadState(ctx, id, u.Snapshot, words)
+	state, storedHashes, err := tx.loadState(ctx, id, u.Snapshot, hashes)
 	if err != nil {
 		return callcat.ApplyResult{}, outcomeError, err
 	}
 
 	ch := callcat.Merge(state, u, now)
+
+	// A snapshot that Merge applied is now the stored transcript.
+	if u.Snapshot != nil && !ch.SnapshotStale {
+		storedHashes = joinHashes(hashes)
+	}
 
 	// Change.Changed does not count a snapshot key that moved without any
 	// utterance changing (a final snapshot equal to the stored live one). The
@@ -114,7 +131,7 @@ func (db *DB) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult,
 	keyMoved := state != nil && ch.SnapshotKey != state.SnapshotKey
 	outcome := outcomeUnchanged
 	if ch.Changed() || keyMoved {
-		if err := tx.writeChange(ctx, &ch, words); err != nil {
+		if err := tx.writeChange(ctx, &ch, storedHashes); err != nil {
 			return callcat.ApplyResult{}, outcomeError, err
 		}
 		outcome = outcomeChanged
@@ -163,49 +180,90 @@ func (tx *writeTx) insertDelivery(ctx context.Context, d *callcat.Delivery, now 
 }
 
 // loadState reads what Merge needs about a call, or nil when it is not
-// stored. snapshot and words (its encoded words) may be nil.
-func (tx *writeTx) loadState(ctx context.Context, id string, snapshot *callcat.Snapshot, words []string) (*callcat.State, error) {
+// stored, and the stored utterance hashes. Utterances are read only when
+// there is a snapshot to compare them with. hashes are the snapshot's
+// utterance hashes.
+func (tx *writeTx) loadState(ctx context.Context, id string, snapshot *callcat.Snapshot, hashes []utteranceHash) (*callcat.State, []byte, error) {
 	var state callcat.State
+	var stored []byte
 	key := &state.SnapshotKey
 	row := tx.tx.StmtContext(ctx, tx.stmts.selectState).QueryRowContext(ctx, id)
-	err := scanCall(row, &state.Call, &key.Final, &key.Count, &key.LastWordEnd, &key.TakenAt)
+	err := scanCall(row, &state.Call, &key.Final, &key.Count, &key.LastWordEnd, &key.TakenAt, &stored)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, nil
+		return nil, nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("load call: %w", err)
+		return nil, nil, fmt.Errorf("load call: %w", err)
 	}
 
-	rows, err := tx.tx.StmtContext(ctx, tx.stmts.selectUtterances).QueryContext(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("load utterances: %w", err)
+	if snapshot == nil {
+		return &state, stored, nil
 	}
-	state.Utterances, err = scanUtterances(rows, func(idx int, stored []byte) ([]callcat.Word, bool) {
-		// Equal JSON means equal stored words, so the snapshot's own slice
-		// replaces them and the row needs no decoding.
-		if idx < len(words) && string(stored) == words[idx] {
-			return snapshot.Utterances[idx].Words, true
+	if state.Utterances, err = tx.loadUtterances(ctx, &state.Call, stored, snapshot, hashes); err != nil {
+		return nil, nil, fmt.Errorf("load utterances: %w", err)
+	}
+	return &state, stored, nil
+}
+
+// loadUtterances returns the stored utterances of call c for Merge to
+// compare with snapshot. stored is c's utterance_hashes column. A stored
+// utterance whose hash equals the snapshot's at the same index is equal to
+// it, so the snapshot's own utterance stands in for it. From the first one
+// that differs, rows are read and decoded in full. A typical transcript
+// update changes only its last utterance or appends one, so it reads at most
+// one row.
+func (tx *writeTx) loadUtterances(ctx context.Context, c *callcat.Call, stored []byte, snapshot *callcat.Snapshot, hashes []utteranceHash) ([]callcat.Utterance, error) {
+	count := c.UtteranceCount
+	size := len(utteranceHash{})
+
+	// Hashes that do not cover every stored utterance (a call written
+	// before the column existed) match nothing.
+	same := 0
+	if len(stored) == count*size {
+		for same < count && same < len(hashes) && string(stored[same*size:(same+1)*size]) == string(hashes[same][:]) {
+			same++
 		}
-		return nil, false
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load utterances: %w", err)
 	}
-	return &state, nil
+
+	utterances := make([]callcat.Utterance, same, count)
+	for i := range same {
+		utterances[i] = snapshot.Utterances[i]
+		utterances[i].Index = i
+	}
+	if same == count {
+		return utterances, nil
+	}
+
+	rows, err := tx.tx.StmtContext(ctx, tx.stmts.selectUtterances).QueryContext(ctx, c.ID, same)
+	if err != nil {
+		return nil, err
+	}
+	rest, err := scanUtterances(rows)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != count-same {
+		return nil, fmt.Errorf("read %d utterances from index %d, want %d", len(rest), same, count-same)
+	}
+	return append(utterances, rest...), nil
 }
 
 // writeChange stores ch: the call row, then the utterances, then the events,
-// so that the foreign keys of a new call find its row. words are the encoded
-// words of the snapshot that the upserts come from.
-func (tx *writeTx) writeChange(ctx context.Context, ch *callcat.Change, words []string) error {
-	if err := tx.writeCall(ctx, ch); err != nil {
+// so that the foreign keys of a new call find its row. hashes is the
+// utterance_hashes column of the transcript after the change.
+func (tx *writeTx) writeChange(ctx context.Context, ch *callcat.Change, hashes []byte) error {
+	if err := tx.writeCall(ctx, ch, hashes); err != nil {
 		return err
 	}
 
 	for i := range ch.Upserts {
 		utt := &ch.Upserts[i]
-		_, err := tx.exec(ctx, tx.stmts.upsertUtterance,
-			ch.Call.ID, utt.Index, utt.Role, utt.Content, words[utt.Index])
+		words, err := encodeWords(utt.Words)
+		if err != nil {
+			return fmt.Errorf("utterance %d: %w", utt.Index, err)
+		}
+		_, err = tx.exec(ctx, tx.stmts.upsertUtterance,
+			ch.Call.ID, utt.Index, utt.Role, utt.Content, words)
 		if err != nil {
 			return fmt.Errorf("upsert utterance %d: %w", utt.Index, err)
 		}
@@ -228,8 +286,8 @@ func (tx *writeTx) writeChange(ctx context.Context, ch *callcat.Change, words []
 	return nil
 }
 
-// writeCall inserts or updates the call row of ch.
-func (tx *writeTx) writeCall(ctx context.Context, ch *callcat.Change) error {
+// writeCall inserts or updates the call row of ch with its utterance hashes.
+func (tx *writeTx) writeCall(ctx context.Context, ch *callcat.Change, hashes []byte) error {
 	c := &ch.Call
 	k := &ch.SnapshotKey
 	args := []any{
@@ -237,7 +295,7 @@ func (tx *writeTx) writeCall(ctx context.Context, ch *callcat.Change) error {
 		nullInt(c.StartTimestamp), nullInt(c.EndTimestamp), nullInt(c.DurationMS),
 		c.DisconnectionReason, c.UtteranceCount, nullJSON(c.Metadata), nullJSON(c.Analysis),
 		c.LastSeq, boolInt(k.Final), k.Count, k.LastWordEnd, k.TakenAt,
-		c.UpdatedAt.UnixNano(),
+		hashes, c.UpdatedAt.UnixNano(),
 	}
 
 	var err error
@@ -250,19 +308,6 @@ func (tx *writeTx) writeCall(ctx context.Context, ch *callcat.Change) error {
 		return fmt.Errorf("write call: %w", err)
 	}
 	return nil
-}
-
-// encodeSnapshotWords returns the JSON of each utterance's words, as stored
-// in utterances.words.
-func encodeSnapshotWords(s *callcat.Snapshot) ([]string, error) {
-	words := make([]string, len(s.Utterances))
-	for i := range s.Utterances {
-		var err error
-		if words[i], err = encodeWords(s.Utterances[i].Words); err != nil {
-			return nil, fmt.Errorf("utterance %d: %w", i, err)
-		}
-	}
-	return words, nil
 }
 
 // encodeWords returns the JSON stored in utterances.words; no words is "[]".

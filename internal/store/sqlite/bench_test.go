@@ -10,15 +10,27 @@ import (
 )
 
 // BenchmarkApplySnapshot measures one transcript_updated webhook on a live
-// call: a 10-utterance snapshot of 15 words each in which one utterance
-// differs from the stored transcript, with a new delivery digest per op. Each
-// op loads the call and its utterances, writes the delivery, the call row, one
-// utterance and one event, and commits.
+// call, with a new delivery digest per op. Each op loads the call row with
+// its utterance hashes, reads the utterances from the changed one on, writes
+// the delivery, the call row, one utterance and one event, and commits.
+//
+// In "rotating", a 10-utterance snapshot of 15 words each differs from the
+// stored transcript in one utterance, each op in the next one, so on average
+// half of the utterances are read in full. In "last", a 30-utterance snapshot
+// of 10 words each (about 10 KB as a webhook body) differs in its last
+// utterance, as a call's transcript does while someone speaks.
 func BenchmarkApplySnapshot(b *testing.B) {
-	const (
-		utterances = 10
-		words      = 15
-	)
+	b.Run("rotating", func(b *testing.B) {
+		benchmarkApplySnapshot(b, 10, 15, func(op int) int { return op % 10 })
+	})
+	b.Run("last", func(b *testing.B) {
+		benchmarkApplySnapshot(b, 30, 10, func(int) int { return 29 })
+	})
+}
+
+// benchmarkApplySnapshot applies snapshots of n utterances of the given
+// number of words, in which op changes utterance changed(op).
+func benchmarkApplySnapshot(b *testing.B, n, words int, changed func(op int) int) {
 	ctx := b.Context()
 	db := mustOpen(b, filepath.Join(b.TempDir(), "callcat.db"), sqlite.Options{})
 	id := "call_bench"
@@ -28,7 +40,7 @@ func BenchmarkApplySnapshot(b *testing.B) {
 	// word end. TakenAt then orders the snapshots.
 	var variants [2][]callcat.Utterance
 	for v := range variants {
-		u := snapshotUpdate(id, utterances, words, 0)
+		u := snapshotUpdate(id, n, words, 0)
 		for i := range u.Snapshot.Utterances {
 			utt := &u.Snapshot.Utterances[i]
 			utt.Words[0].Word = fmt.Sprintf(" variant%d", v)
@@ -49,9 +61,11 @@ func BenchmarkApplySnapshot(b *testing.B) {
 		b.Fatalf("Apply: %v", err)
 	}
 
+	version := make([]int, n)
 	for i := 0; b.Loop(); i++ {
-		index := i % utterances
-		current[index] = variants[(i/utterances+1)%2][index]
+		index := changed(i)
+		version[index] = (version[index] + 1) % 2
+		current[index] = variants[version[index]][index]
 		update.Snapshot.TakenAt = int64(i + 1)
 		update.Delivery = &callcat.Delivery{
 			Digest: fmt.Sprintf("%064x", i),

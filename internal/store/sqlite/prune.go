@@ -12,7 +12,7 @@ var _ callcat.Pruner = (*DB)(nil)
 
 // prunableCondition selects ended calls; it must stay identical to the
 // WHERE clause of the calls_ended_updated partial index.
-const prunableCondition = `status IN ('ended', 'not_connected', 'error')`
+const prunableCondition = endedCondition
 
 // prunableCallsSQL picks one batch. Every DELETE of a batch runs it again in
 // the same transaction; the calls rows are deleted last, so it picks the

@@ -18,11 +18,13 @@ const callColumns = `call_id, status, call_type, direction, from_number, to_numb
 	start_timestamp, end_timestamp, duration_ms, disconnection_reason, utterance_count,
 	metadata, analysis, last_seq, created_at, updated_at`
 
-// Conditions on calls.status. liveCondition must stay identical to the WHERE
-// clause of the calls_live partial index, or SQLite will not use the index.
+// Conditions on calls.status. They must stay identical to the WHERE clauses
+// of the calls_live and calls_ended_updated partial indexes, or SQLite will
+// not use the indexes. They avoid IN lists, which SQLite evaluates through a
+// temporary b-tree on every UPDATE of a call.
 const (
-	liveCondition  = `status NOT IN ('ended', 'not_connected', 'error')`
-	endedCondition = `status IN ('ended', 'not_connected', 'error')`
+	liveCondition  = `status <> 'ended' AND status <> 'not_connected' AND status <> 'error'`
+	endedCondition = `(status = 'ended' OR status = 'not_connected' OR status = 'error')`
 )
 
 const liveCallsSQL = `SELECT ` + callColumns + ` FROM calls
@@ -308,17 +310,15 @@ func queryUtterances(ctx context.Context, q queryer, callID string) ([]callcat.U
 	if err != nil {
 		return nil, fmt.Errorf("utterances %s: %w", callID, err)
 	}
-	utterances, err := scanUtterances(rows, nil)
+	utterances, err := scanUtterances(rows)
 	if err != nil {
 		return nil, fmt.Errorf("utterances %s: %w", callID, err)
 	}
 	return utterances, nil
 }
 
-// scanUtterances reads utterance rows and closes them. known, when not nil,
-// may supply the words of a row from its stored JSON and report true, so that
-// the row is not decoded.
-func scanUtterances(rows *sql.Rows, known func(idx int, stored []byte) ([]callcat.Word, bool)) ([]callcat.Utterance, error) {
+// scanUtterances reads utterance rows and closes them.
+func scanUtterances(rows *sql.Rows) ([]callcat.Utterance, error) {
 	defer rows.Close()
 
 	var utterances []callcat.Utterance
@@ -327,13 +327,6 @@ func scanUtterances(rows *sql.Rows, known func(idx int, stored []byte) ([]callca
 		var u callcat.Utterance
 		if err := rows.Scan(&u.Index, &u.Role, &u.Content, &words); err != nil {
 			return nil, err
-		}
-		if known != nil {
-			var ok bool
-			if u.Words, ok = known(u.Index, words); ok {
-				utterances = append(utterances, u)
-				continue
-			}
 		}
 		if err := json.Unmarshal(words, &u.Words); err != nil {
 			return nil, fmt.Errorf("decode words of utterance %d: %w", u.Index, err)

@@ -14,26 +14,30 @@ const (
 		ON CONFLICT (digest) DO NOTHING`
 
 	selectStateSQL = `SELECT ` + callColumns + `,
-		snapshot_final, snapshot_count, snapshot_last_word_end, snapshot_taken_at
+		snapshot_final, snapshot_count, snapshot_last_word_end, snapshot_taken_at,
+		utterance_hashes
 		FROM calls WHERE call_id = ?`
 
 	selectUtterancesSQL = `SELECT idx, role, content, words FROM utterances
 		WHERE call_id = ? ORDER BY idx`
+
+	selectUtterancesFromSQL = `SELECT idx, role, content, words FROM utterances
+		WHERE call_id = ? AND idx >= ? ORDER BY idx`
 
 	insertCallSQL = `INSERT INTO calls (
 		status, call_type, direction, from_number, to_number, agent_id,
 		start_timestamp, end_timestamp, duration_ms,
 		disconnection_reason, utterance_count, metadata, analysis,
 		last_seq, snapshot_final, snapshot_count, snapshot_last_word_end, snapshot_taken_at,
-		updated_at, created_at, call_id
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		utterance_hashes, updated_at, created_at, call_id
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	updateCallSQL = `UPDATE calls SET
 		status = ?, call_type = ?, direction = ?, from_number = ?, to_number = ?, agent_id = ?,
 		start_timestamp = ?, end_timestamp = ?, duration_ms = ?,
 		disconnection_reason = ?, utterance_count = ?, metadata = ?, analysis = ?,
 		last_seq = ?, snapshot_final = ?, snapshot_count = ?, snapshot_last_word_end = ?, snapshot_taken_at = ?,
-		updated_at = ?
+		utterance_hashes = ?, updated_at = ?
 		WHERE call_id = ?`
 
 	upsertUtteranceSQL = `INSERT INTO utterances (call_id, idx, role, content, words)
@@ -68,7 +72,7 @@ func prepareWriteStatements(ctx context.Context, db *sql.DB) (*writeStatements, 
 	}{
 		{&s.insertDelivery, insertDeliverySQL},
 		{&s.selectState, selectStateSQL},
-		{&s.selectUtterances, selectUtterancesSQL},
+		{&s.selectUtterances, selectUtterancesFromSQL},
 		{&s.insertCall, insertCallSQL},
 		{&s.updateCall, updateCallSQL},
 		{&s.upsertUtterance, upsertUtteranceSQL},

@@ -9,8 +9,8 @@ import (
 // WAL checkpoints. By default SQLite checkpoints on the connection that
 // commits once the WAL holds 1,000 pages. At a thousand webhooks a second,
 // about seven pages each, that is several times a second, each time copying
-// pages back into the
-// database file and calling fsync while the next writers wait. DB instead
+// pages back into the database file and calling fsync while the next
+// writers wait. DB instead
 // checkpoints from a connection of its own every checkpointInterval, in
 // PASSIVE mode, which never blocks the writer. The writer still checkpoints
 // at writerCheckpointPages, a backstop that keeps the WAL bounded: a passive

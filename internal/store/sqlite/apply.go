@@ -76,6 +76,11 @@ func (db *DB) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult,
 		}
 	}
 
+	if err := db.writeQueue.acquire(ctx); err != nil {
+		return callcat.ApplyResult{}, outcomeError, fmt.Errorf("wait for the writer: %w", err)
+	}
+	defer db.writeQueue.release()
+
 	// ctx bounds the wait for the writer connection. Once it is held, the
 	// transaction runs to its end without ctx's cancellation: it takes about
 	// a millisecond and busy_timeout bounds its lock waits. With a

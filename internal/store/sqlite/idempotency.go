@@ -16,6 +16,11 @@ func (db *DB) ClaimIdempotency(ctx context.Context, key, requestHash string, now
 	if key == "" {
 		return callcat.IdempotencyRecord{}, false, fmt.Errorf("idempotency key is empty: %w", callcat.ErrInvalid)
 	}
+	if err := db.writeQueue.acquire(ctx); err != nil {
+		return callcat.IdempotencyRecord{}, false, err
+	}
+	defer db.writeQueue.release()
+
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return callcat.IdempotencyRecord{}, false, err
@@ -61,6 +66,11 @@ func (db *DB) CompleteIdempotency(ctx context.Context, key string, status int, b
 	if body == nil {
 		body = []byte{}
 	}
+	if err := db.writeQueue.acquire(ctx); err != nil {
+		return err
+	}
+	defer db.writeQueue.release()
+
 	res, err := db.writer.ExecContext(ctx, `UPDATE idempotency_keys SET status = ?, body = ? WHERE key = ?`, status, body, key)
 	if err != nil {
 		return err
@@ -75,6 +85,11 @@ func (db *DB) CompleteIdempotency(ctx context.Context, key string, status int, b
 
 // ReleaseIdempotency implements callcat.IdempotencyStore.
 func (db *DB) ReleaseIdempotency(ctx context.Context, key string) error {
+	if err := db.writeQueue.acquire(ctx); err != nil {
+		return err
+	}
+	defer db.writeQueue.release()
+
 	_, err := db.writer.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = ? AND status = 0`, key)
 	return err
 }

@@ -23,6 +23,11 @@ const prunableCallsSQL = `SELECT call_id FROM calls WHERE ` + prunableCondition 
 // PruneCalls implements callcat.Pruner.
 func (db *DB) PruneCalls(ctx context.Context, before time.Time, batch int) (int, error) {
 	batch = callcat.ClampPruneBatch(batch)
+	if err := db.writeQueue.acquire(ctx); err != nil {
+		return 0, fmt.Errorf("prune calls: %w", err)
+	}
+	defer db.writeQueue.release()
+
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("prune calls: %w", err)
@@ -63,6 +68,11 @@ func (db *DB) PruneIdempotency(ctx context.Context, before time.Time, batch int)
 }
 
 func (db *DB) pruneTable(ctx context.Context, query string, before time.Time, batch int) (int, error) {
+	if err := db.writeQueue.acquire(ctx); err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	defer db.writeQueue.release()
+
 	res, err := db.writer.ExecContext(ctx, query, before.UnixNano(), callcat.ClampPruneBatch(batch))
 	if err != nil {
 		return 0, fmt.Errorf("prune: %w", err)

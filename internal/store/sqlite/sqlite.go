@@ -40,6 +40,11 @@ const (
 	// MaxLiveCalls caps the limit of one LiveCalls call.
 	MaxLiveCalls = 100_000
 
+	// writerCacheKiB is the page cache of the writer connection in KiB.
+	// SQLite's default of 2,000 KiB holds the pages of a few hundred live
+	// calls, so with more the writer reads pages back from the file.
+	writerCacheKiB = 16 << 10
+
 	// busyTimeout is how long, in milliseconds, a connection waits for a lock
 	// held by another connection before SQLite returns SQLITE_BUSY.
 	busyTimeout = 5000
@@ -69,8 +74,9 @@ type Options struct {
 // DB is a callcat.Store backed by one SQLite file. It is safe for concurrent
 // use.
 type DB struct {
-	writer  *sql.DB // one connection; every transaction is BEGIN IMMEDIATE
-	readers *sql.DB // query_only connections
+	writer     *sql.DB    // one connection; every transaction is BEGIN IMMEDIATE
+	writeQueue writeQueue // taken before using writer
+	readers    *sql.DB    // query_only connections
 
 	stmts *writeStatements // prepared on writer
 
@@ -100,9 +106,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 
 	db := &DB{
-		path:   path,
-		logger: opts.Logger,
-		clock:  opts.Clock,
+		writeQueue: newWriteQueue(),
+		path:       path,
+		logger:     opts.Logger,
+		clock:      opts.Clock,
 	}
 	if db.logger == nil {
 		db.logger = slog.New(slog.DiscardHandler)
@@ -204,6 +211,7 @@ func dsn(path string, readOnly bool) string {
 		q.Set("_txlock", "immediate")
 		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
 		q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
+		q.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writerCacheKiB))
 	}
 	return path + "?" + q.Encode()
 }

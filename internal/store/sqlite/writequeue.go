@@ -2,12 +2,12 @@ package sqlite
 
 import "context"
 
-// writeQueue admits one writer at a time in arrival order. The writer pool
-// alone would serve its waiters in random order (database/sql hands a freed
-// connection to a random waiting request), so under load a few transactions
-// waited many times longer than the rest, and the p99 acknowledgement
-// latency of webhooks was several times the median wait. Blocked senders on
-// a channel are served first come, first served; that is how the Go runtime
+// writeQueue admits one writer at a time in arrival order. Without it, the
+// writer pool would choose among its waiters at random, because database/sql
+// hands a freed connection to a random waiting request (Go 1.26). Under load
+// a few transactions would then wait far longer than the rest, which shows
+// in the p99 acknowledgement latency of webhooks. The Go runtime serves the
+// blocked senders of a channel first come, first served; that is how it
 // queues them, not a guarantee of the language.
 type writeQueue chan struct{}
 

@@ -497,6 +497,7 @@ func TestNewInvalid(t *testing.T) {
 		{"negative speed", sim.Config{APIKey: "k", Speed: -1}},
 		{"ratio above 1", sim.Config{APIKey: "k", NotConnectedRatio: 1.5}},
 		{"negative length", sim.Config{APIKey: "k", CallLength: -time.Second}},
+		{"negative 429 log", sim.Config{APIKey: "k", RateLimitLog: -1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

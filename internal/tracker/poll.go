@@ -23,6 +23,18 @@ const (
 	outcomeStoreFail pollOutcome = "store_error"
 	outcomeCanceled  pollOutcome = "canceled"
 	outcomeLeaseLost pollOutcome = "lease_lost"
+	outcomeGivenUp   pollOutcome = "given_up" // the last allowed attempt of a final fetch failed
+)
+
+// pollResult is the class of a finished poll, which decides what finishPoll
+// does with the call.
+type pollResult uint8
+
+const (
+	resultLive   pollResult = iota // the result was stored and the call is live
+	resultEnded                    // the result was stored and the call is terminal
+	resultFailed                   // no result, so poll again after a delay
+	resultDrop                     // stop polling (unknown call, lease lost, or final fetch given up)
 )
 
 // poll fetches one call, applies what it returned and decides when the call
@@ -56,7 +68,7 @@ func (t *Tracker) poll(ctx context.Context, c *trackedCall) {
 		t.metrics.polls.WithLabelValues(string(outcomeOK)).Inc()
 		t.metrics.unchangedPolls.Inc()
 		t.resumeAfterAuth()
-		t.finishPoll(c, now, false, 0)
+		t.finishPoll(c, now, resultLive, 0)
 		return
 	}
 
@@ -67,25 +79,34 @@ func (t *Tracker) poll(ctx context.Context, c *trackedCall) {
 		t.metrics.polls.WithLabelValues(string(outcomeLeaseLost)).Inc()
 		t.metrics.leasesLost.Inc()
 		t.logger.Warn("call lease lost; poll result discarded and polling stopped here", "call_id", c.id, "owner", t.cfg.Owner)
-		t.finishPoll(c, now, true, 0)
+		t.finishPoll(c, now, resultDrop, 0)
 		return
 	}
 	if err != nil {
+		delay := t.backoff(c, 0)
+		if t.finalFetchFailed(c) {
+			t.giveUpFinalFetch(ctx, c, now, err)
+			return
+		}
 		t.metrics.polls.WithLabelValues(string(outcomeStoreFail)).Inc()
 		t.limited.Log(ctx, slog.LevelError, "poll_store", "store poll result failed; retrying",
 			"call_id", c.id, "err", err)
-		t.finishPoll(c, now, false, t.backoff(c, 0))
+		t.finishPoll(c, now, resultFailed, delay)
 		return
 	}
 	t.metrics.polls.WithLabelValues(string(outcomeOK)).Inc()
 	t.resumeAfterAuth()
 	t.rememberDigest(c, digest)
 
-	terminal := res.Call.Status.Terminal()
-	if terminal {
+	result := resultLive
+	if res.Call.Status.Terminal() {
+		result = resultEnded
+	}
+	left := t.finishPoll(c, now, result, 0)
+	if left {
 		t.logger.Debug("call left tracking", "call_id", c.id, "status", res.Call.Status)
 	}
-	if t.finishPoll(c, now, terminal, 0) && u.Lease != nil {
+	if left && u.Lease != nil {
 		t.releaseLease(c.id)
 	}
 }
@@ -128,6 +149,7 @@ func (t *Tracker) pollFailed(ctx context.Context, c *trackedCall, err error) {
 		t.metrics.polls.WithLabelValues(string(outcomeCanceled)).Inc()
 		t.mu.Lock()
 		c.polling = false
+		c.finalFetch = false
 		if !c.removed {
 			t.queueLocked(c, now)
 		}
@@ -145,17 +167,18 @@ func (t *Tracker) pollFailed(ctx context.Context, c *trackedCall, err error) {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		t.metrics.polls.WithLabelValues(string(outcomeAuth)).Inc()
 		t.pauseForAuth(ctx, status)
-		t.finishPoll(c, now, false, t.cfg.AuthRetryInterval)
+		// A rejected key does not count against a final fetch's attempts,
+		// so the final fetch waits until the key works again.
+		t.finishPoll(c, now, resultFailed, t.cfg.AuthRetryInterval)
 
 	case status == http.StatusNotFound || status == http.StatusUnprocessableEntity:
 		t.metrics.polls.WithLabelValues(string(outcomeGone)).Inc()
 		// NOTE: the call stays live in the store, so a restart or another
 		// replica's adoption polls it once more after its lease expires.
 		t.limited.Log(ctx, slog.LevelWarn, "poll_gone", "provider does not know the call; tracking stopped", "call_id", c.id, "status", status)
-		t.finishPoll(c, now, true, 0)
+		t.finishPoll(c, now, resultDrop, 0)
 
 	default:
-		t.metrics.polls.WithLabelValues(string(outcomeRetry)).Inc()
 		var retryAfter time.Duration
 		if apiErr != nil {
 			retryAfter = min(apiErr.RetryAfter, t.cfg.RetryAfterMax)
@@ -166,24 +189,56 @@ func (t *Tracker) pollFailed(ctx context.Context, c *trackedCall, err error) {
 			t.mu.Unlock()
 		}
 		delay := t.backoff(c, retryAfter)
+		if t.finalFetchFailed(c) {
+			t.giveUpFinalFetch(ctx, c, now, err)
+			return
+		}
+		t.metrics.polls.WithLabelValues(string(outcomeRetry)).Inc()
 		kind := failureKind(status, err)
 		t.limited.Log(ctx, slog.LevelWarn, "poll_"+kind, "get-call failed; backing off",
 			"call_id", c.id, "kind", kind, "status", status, "delay", delay, "err", err)
-		t.finishPoll(c, now, false, delay)
+		t.finishPoll(c, now, resultFailed, delay)
 	}
 }
 
-// finishPoll releases a call after a poll: it leaves memory when done or when
-// it has been tracked longer than MaxTrackingDuration, otherwise it is queued
-// again, after delay when non-zero, else on its next slot. It reports whether
-// the call left memory.
-func (t *Tracker) finishPoll(c *trackedCall, now time.Time, done bool, delay time.Duration) bool {
+// finalFetchFailed counts a failed attempt of c's final fetch and reports
+// whether it was the last one Config.FinalFetchAttempts allows. A failed poll
+// that is not a final fetch returns false.
+func (t *Tracker) finalFetchFailed(c *trackedCall) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !c.finalFetch {
+		return false
+	}
+	c.finalFailures++
+	return c.finalFailures >= t.cfg.FinalFetchAttempts
+}
+
+// giveUpFinalFetch stops polling an ended call whose final fetch failed
+// Config.FinalFetchAttempts times. The call keeps what its webhooks stored.
+func (t *Tracker) giveUpFinalFetch(ctx context.Context, c *trackedCall, now time.Time, err error) {
+	t.metrics.polls.WithLabelValues(string(outcomeGivenUp)).Inc()
+	t.limited.Log(ctx, slog.LevelWarn, "final_fetch_given_up",
+		"final fetch of an ended call failed on every attempt; tracking stopped without it",
+		"call_id", c.id, "attempts", t.cfg.FinalFetchAttempts, "err", err)
+	t.finishPoll(c, now, resultDrop, 0)
+}
+
+// finishPoll releases a call after a poll and reports whether it left
+// memory. The call leaves on resultDrop, once a poll stored its end, or after
+// MaxTrackingDuration. Otherwise it is queued again, after delay when the
+// poll failed, else on its next slot. A call that ended while an earlier poll
+// was in flight is queued at once, because its final fetch is still due. That
+// costs one extra get-call when the poll in flight had already seen the end.
+func (t *Tracker) finishPoll(c *trackedCall, now time.Time, result pollResult, delay time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
+	finalFetch := c.finalFetch
+	c.finalFetch = false
 	c.polling = false
 	c.lastPoll = now
-	if delay > 0 {
+	if result == resultFailed {
 		c.failures++
 	} else {
 		c.failures = 0
@@ -192,12 +247,21 @@ func (t *Tracker) finishPoll(c *trackedCall, now time.Time, done bool, delay tim
 	if c.removed {
 		return false
 	}
-	// A final fetch that failed is retried like any poll: the call_ended
-	// webhook that queued it may lack what only get-call returns.
-	if done || (c.final && delay == 0) {
+	switch {
+	case result == resultDrop:
+		t.untrackLocked(c)
+		return true
+	case c.final && !finalFetch:
+		t.queueLocked(c, now)
+		return false
+	case result == resultEnded, c.final && result == resultLive:
+		// A final fetch that failed is retried below, because the
+		// call_ended webhook that queued it may lack what only get-call
+		// returns. finalFetchFailed bounds its attempts.
 		t.untrackLocked(c)
 		return true
 	}
+
 	if now.Sub(c.started) > t.cfg.MaxTrackingDuration {
 		t.logger.Warn("call tracked longer than the maximum; polling stopped",
 			"call_id", c.id, "max_tracking_duration", t.cfg.MaxTrackingDuration)
@@ -206,7 +270,7 @@ func (t *Tracker) finishPoll(c *trackedCall, now time.Time, done bool, delay tim
 		return true
 	}
 
-	if delay > 0 {
+	if result == resultFailed {
 		t.queueLocked(c, now.Add(delay))
 		return false
 	}
@@ -216,10 +280,15 @@ func (t *Tracker) finishPoll(c *trackedCall, now time.Time, done bool, delay tim
 
 // backoff returns the wait before the next poll of a failing call:
 // exponential from BackoffMin to BackoffMax with full jitter, or the
-// provider's Retry-After (capped at RetryAfterMax) when that is longer.
+// provider's Retry-After (capped at RetryAfterMax) when that is longer. A
+// final fetch backs off by its own failed attempts, so a call whose polls
+// failed often while it was live still gets its final fetch soon.
 func (t *Tracker) backoff(c *trackedCall, retryAfter time.Duration) time.Duration {
 	t.mu.Lock()
 	failures := c.failures
+	if c.finalFetch {
+		failures = c.finalFailures
+	}
 	t.mu.Unlock()
 
 	ceiling := t.cfg.BackoffMin << min(failures, 16)

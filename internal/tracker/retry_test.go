@@ -13,6 +13,7 @@ import (
 	"github.com/callcat/callcat/internal/callcat"
 	"github.com/callcat/callcat/internal/retell"
 	"github.com/callcat/callcat/internal/tracker"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // endedWebhook is a call_ended webhook of callID, as the HTTP API passes it.
@@ -137,4 +138,105 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestFinalFetchGivenUpAfterAttempts(t *testing.T) {
+	p, client := newProvider(t, func(w http.ResponseWriter, _ string, _ int) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"status":"error","message":"service unavailable"}`))
+	})
+	db := openStore(t)
+	reg := prometheus.NewRegistry()
+	cfg := fastConfig()
+	cfg.FinalFetchAttempts = 3
+	cfg.Registerer = reg
+	tr, err := tracker.New(db, newHub(t), client, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, tr)
+
+	endedWebhook(t, tr, "call_a")
+	waitFor(t, "the call to leave tracking", func() bool { return !tr.IsTracked("call_a") })
+
+	if n := len(p.times("call_a")); n != 3 {
+		t.Errorf("get-call requests=%d, want 3 (FinalFetchAttempts)", n)
+	}
+	polls := pollOutcomes(t, reg)
+	if polls["given_up"] != 1 {
+		t.Errorf("polls given_up=%v, want 1", polls["given_up"])
+	}
+	if polls["retry"] != 2 {
+		t.Errorf("polls retry=%v, want 2", polls["retry"])
+	}
+	call, err := db.Call(context.Background(), "call_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if call.Status != callcat.StatusEnded {
+		t.Errorf("status=%q, want ended from the webhook", call.Status)
+	}
+}
+
+func TestFinalFetchAfterPollInFlight(t *testing.T) {
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	p, client := newProvider(t, func(w http.ResponseWriter, callID string, n int) {
+		if n == 1 {
+			// A live poll that is in flight when call_ended arrives.
+			close(arrived)
+			<-release
+			ongoing(w, callID, n)
+			return
+		}
+		ended(w, callID, n)
+	})
+	db := openStore(t)
+	tr, err := tracker.New(db, newHub(t), client, fastConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, tr)
+
+	if err := tr.Track("call_a"); err != nil {
+		t.Fatal(err)
+	}
+	<-arrived
+	endedWebhook(t, tr, "call_a")
+	close(release)
+	waitFor(t, "the call to leave tracking", func() bool { return !tr.IsTracked("call_a") })
+
+	if n := len(p.times("call_a")); n != 2 {
+		t.Fatalf("get-call requests=%d, want 2 (the poll in flight, then the final fetch)", n)
+	}
+	call, err := db.Call(context.Background(), "call_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if call.UtteranceCount != 1 {
+		t.Fatalf("utterance_count=%d, want 1 from the final fetch", call.UtteranceCount)
+	}
+}
+
+// pollOutcomes returns callcat_polls_total by outcome from reg.
+func pollOutcomes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range families {
+		if mf.GetName() != "callcat_polls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "outcome" {
+					out[lp.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }

@@ -10,19 +10,21 @@ import (
 // trackedCall is the in-memory state of one live call. All fields are guarded
 // by Tracker.mu.
 type trackedCall struct {
-	id        string
-	phase     time.Duration // offset of this call's polls within an interval, from a hash of its id
-	started   time.Time     // tracking start; MaxTrackingDuration counts from here
-	next      time.Time     // when the call is due
-	lastPoll  time.Time
-	lastPush  time.Time
-	failures  int       // consecutive failed polls
-	notBefore time.Time // no poll before this: the provider's last Retry-After
-	final     bool      // the call reached a terminal status: one last fetch, then it leaves memory
-	polling   bool      // a worker holds the call
-	removed   bool      // deleted while a worker held it
-	heapIndex int       // position in the queue, -1 when not queued
-	lease     int64     // generation of this replica's lease, 0 without leases
+	id            string
+	phase         time.Duration // offset of this call's polls within an interval, from a hash of its id
+	started       time.Time     // tracking start; MaxTrackingDuration counts from here
+	next          time.Time     // when the call is due
+	lastPoll      time.Time
+	lastPush      time.Time
+	failures      int       // consecutive failed polls
+	notBefore     time.Time // no poll before this: the provider's last Retry-After
+	final         bool      // the call reached a terminal status: one last fetch, then it leaves memory
+	polling       bool      // a worker holds the call
+	finalFetch    bool      // the poll a worker holds is the final fetch, because final was set when it started
+	finalFailures int       // failed attempts of the final fetch, bounded by Config.FinalFetchAttempts
+	removed       bool      // deleted while a worker held it
+	heapIndex     int       // position in the queue, -1 when not queued
+	lease         int64     // generation of this replica's lease, 0 without leases
 
 	// digest is updateDigest of the last poll result stored, 0 when none or
 	// when a webhook changed the call since. A poll that returns the same
@@ -227,6 +229,7 @@ func (t *Tracker) nextDue() (*trackedCall, time.Duration) {
 			t.authPause = now.Add(t.cfg.AuthRetryInterval)
 		}
 		c.polling = true
+		c.finalFetch = c.final
 		t.metrics.lateness.Observe(now.Sub(c.next).Seconds())
 		return c, 0
 	}
@@ -261,6 +264,7 @@ func (t *Tracker) requeue(c *trackedCall) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c.polling = false
+	c.finalFetch = false
 	if !c.removed {
 		t.queueLocked(c, c.next)
 	}

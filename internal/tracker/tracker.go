@@ -34,6 +34,7 @@ const (
 	DefaultWorkers             = 16
 	DefaultBackoffMin          = 1 * time.Second
 	DefaultBackoffMax          = 60 * time.Second
+	DefaultFinalFetchAttempts  = 6
 	DefaultRetryAfterMax       = 2 * time.Minute
 	DefaultAuthRetryInterval   = 30 * time.Second
 	DefaultApplyTimeout        = 10 * time.Second
@@ -86,6 +87,12 @@ type Config struct {
 	// poll; RetryAfterMax caps a provider's Retry-After.
 	BackoffMin, BackoffMax, RetryAfterMax time.Duration
 
+	// FinalFetchAttempts bounds the get-call attempts of an ended call's
+	// final fetch. After that many failures the call leaves memory with what
+	// its webhooks stored. With the default backoff, the 6 attempts wait
+	// at most 31 s in all between them, plus any Retry-After.
+	FinalFetchAttempts int
+
 	// AuthRetryInterval is how often one probe poll is tried while the
 	// provider rejects the API key (401/403) and all polling is paused.
 	AuthRetryInterval time.Duration
@@ -133,6 +140,9 @@ func (c *Config) setDefaults() {
 	def(&c.LeaseRenewInterval, DefaultLeaseRenewInterval)
 	if c.AdoptBatch <= 0 {
 		c.AdoptBatch = DefaultAdoptBatch
+	}
+	if c.FinalFetchAttempts <= 0 {
+		c.FinalFetchAttempts = DefaultFinalFetchAttempts
 	}
 	if c.MaxTracked <= 0 {
 		c.MaxTracked = DefaultMaxTracked
@@ -318,10 +328,19 @@ func (t *Tracker) Ready() error {
 // apply stores u and publishes its events, both under the call's lock so the
 // hub receives each call's events in seq order.
 func (t *Tracker) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult, error) {
-	lock := &t.locks[stripe(u.Fields.ID)]
+	lock := t.lockOf(u.Fields.ID)
 	lock.Lock()
 	defer lock.Unlock()
+	return t.applyLocked(ctx, u)
+}
 
+// lockOf returns the lock of callID's stripe.
+func (t *Tracker) lockOf(callID string) *sync.Mutex {
+	return &t.locks[stripe(callID)]
+}
+
+// applyLocked is apply for a caller that holds the call's lock.
+func (t *Tracker) applyLocked(ctx context.Context, u callcat.Update) (callcat.ApplyResult, error) {
 	res, err := t.store.Apply(ctx, u)
 	if err != nil {
 		return res, err

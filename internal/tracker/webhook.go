@@ -31,7 +31,14 @@ func (t *Tracker) HandleWebhook(ctx context.Context, wh *retell.Webhook, d callc
 		return callcat.ApplyResult{}, err
 	}
 
-	res, err := t.apply(ctx, u)
+	// The registry is updated under the call's lock too. Otherwise a poll
+	// could store the call's end and untrack it between this apply and
+	// afterApply, which would then track the ended call again as live.
+	lock := t.lockOf(u.Fields.ID)
+	lock.Lock()
+	defer lock.Unlock()
+
+	res, err := t.applyLocked(ctx, u)
 	if err != nil || res.Duplicate {
 		return res, err
 	}

@@ -57,6 +57,7 @@ func (f *serviceFlags) register(fs *flag.FlagSet, defaultDataDir string) {
 	fs.DurationVar(&t.ReconcileInterval, "reconcile-interval", tracker.DefaultReconcileInterval, "get-call period of a live call while push webhooks flow")
 	fs.IntVar(&t.MaxTracked, "max-tracked", tracker.DefaultMaxTracked, "maximum live calls tracked in memory")
 	fs.DurationVar(&t.MaxTrackingDuration, "max-tracking-duration", tracker.DefaultMaxTrackingDuration, "stop polling a call this long after tracking started")
+	fs.IntVar(&t.FinalFetchAttempts, "final-fetch-attempts", tracker.DefaultFinalFetchAttempts, "get-call attempts for an ended call's final transcript before it keeps what its webhooks stored")
 
 	p := &c.Client
 	fs.IntVar(&p.MaxInFlight, "provider-max-in-flight", 16, "maximum concurrent provider requests (also the HTTP connection pool size)")

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callcat/callcat/internal/app"
 	"github.com/callcat/callcat/internal/sim"
 	"github.com/callcat/callcat/internal/soak"
 )
@@ -39,11 +40,18 @@ func runSoak(ctx context.Context, args []string, getenv func(string) string, std
 	fs.IntVar(&cfg.ProviderMaxInFlight, "provider-max-in-flight", 16, "maximum concurrent requests to the simulated provider")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the simulated conversations")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "`directory` for the SQLite database (default: a temporary directory, removed at the end)")
+	retention := fs.String("retention", "0", "delete ended calls with their transcripts and events this long after their last change, in wall time (not scaled by --speed), e.g. 2m, or 0 to keep them and not check the database growth")
+	fs.DurationVar(&cfg.Retention.Deliveries, "retention-deliveries", 0, "delete webhook delivery records this long after receipt, in wall time (0: --retention when set, else 7 days)")
+	fs.DurationVar(&cfg.Retention.Idempotency, "retention-idempotency", 0, "delete Idempotency-Key records this long after creation, in wall time (0: --retention when set, else 24h)")
+	fs.DurationVar(&cfg.Retention.Interval, "prune-interval", 0, "time between retention rounds, in wall time (0: a tenth of --retention, from 1s to 1h; 1h without --retention)")
 
 	maxGrowth := fs.Float64("max-growth", soak.DefaultMaxGrowthPerHour, "fail when the steady-state live heap grows faster, in `bytes per hour`")
 	maxHeap := fs.Uint64("max-heap-above-baseline", soak.DefaultMaxHeapAboveBaseline, "fail when the live heap after the drain exceeds the baseline by more, in `bytes`")
 	maxGoroutines := fs.Int("max-goroutines-above-baseline", soak.DefaultMaxGoroutinesAboveBaseline, "fail when goroutines after the drain exceed the baseline by more")
 	maxFDs := fs.Int("max-fds-above-baseline", soak.DefaultMaxFDsAboveBaseline, "fail when open file descriptors after the drain exceed the baseline by more")
+	maxDBGrowth := fs.Float64("max-db-growth", 0, fmt.Sprintf("with --retention, fail when the database size grows faster over the second half of the steady phase, in `bytes per hour`: "+
+		"a least-squares slope of page_count × page_size sampled every --sample-interval, which counts free pages and pages still in the WAL but not the WAL file, whose size follows checkpoints "+
+		"(0: %.0f%% of the growth the churn would cause without retention, estimated as bytes per stored call times calls started per hour)", 100*soak.DefaultDBGrowthShare))
 	// The simulator's --fault-* flags, so the soak can run against a
 	// misbehaving provider.
 	var faults simFlags
@@ -51,7 +59,7 @@ func runSoak(ctx context.Context, args []string, getenv func(string) string, std
 	fs.BoolVar(&cfg.PlantLeak, "plant-leak", false, "keep every ended call in memory, to see the soak fail (testing only)")
 
 	reportPath := fs.String("report", "", "write the JSON report to this `file`")
-	chartPath := fs.String("chart", "", "write the SVG chart of live heap, RSS and goroutines to this `file`")
+	chartPath := fs.String("chart", "", "write the SVG chart of live heap, RSS, database size and goroutines to this `file`")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole soak to this `file`")
 	memProfile := fs.String("memprofile", "", "write a heap profile at the end of the steady phase to this `file`")
 	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
@@ -63,11 +71,17 @@ func runSoak(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	cfg.Faults = faults.cfg.Faults
+	callRetention, err := app.ParseRetention(*retention)
+	if err != nil {
+		return fmt.Errorf("--retention: %w", err)
+	}
+	cfg.Retention.Calls = callRetention
 	cfg.Rules = soak.Rules{
 		MaxGrowthPerHour:           *maxGrowth,
 		MaxHeapAboveBaseline:       *maxHeap,
 		MaxGoroutinesAboveBaseline: *maxGoroutines,
 		MaxFDsAboveBaseline:        *maxFDs,
+		MaxDBGrowthPerHour:         *maxDBGrowth,
 	}
 	if *chartPath != "" && !strings.EqualFold(filepath.Ext(*chartPath), ".svg") {
 		return fmt.Errorf("invalid --chart %q: the chart is SVG, so the file name must end in .svg", *chartPath)
@@ -100,6 +114,9 @@ func runSoak(ctx context.Context, args []string, getenv func(string) string, std
 
 	fmt.Fprintf(stdout, "callcat soak: %d concurrent calls at speed %g for %s, up to %d subscribers\n",
 		cfg.Calls, cfg.Speed, cfg.Duration, cfg.Subscribers)
+	if cfg.Retention.Calls > 0 {
+		fmt.Fprintf(stdout, "callcat soak: retention deletes ended calls %s after their last change, in wall time\n", cfg.Retention.Calls)
+	}
 	rep, err := soak.Run(ctx, cfg)
 	if err != nil {
 		return err

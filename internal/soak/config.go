@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/callcat/callcat/internal/app"
 	"github.com/callcat/callcat/internal/retell"
 	"github.com/callcat/callcat/internal/sim"
 	"github.com/callcat/callcat/internal/tracker"
@@ -32,6 +33,19 @@ const (
 	// after the drain beyond the baseline.
 	DefaultMaxGoroutinesAboveBaseline = 2
 	DefaultMaxFDsAboveBaseline        = 2
+
+	// DefaultDBGrowthShare sets the database growth limit of a soak with
+	// retention when Rules.MaxDBGrowthPerHour is zero: this share of the
+	// growth the churn would cause without retention
+	// (Database.ChurnBytesPerHour). Retention that works keeps the slope
+	// near zero, and retention that deletes nothing lets it reach the whole
+	// churn growth. A fixed number of bytes per hour cannot separate the
+	// two at every load, because both scale with the call rate.
+	DefaultDBGrowthShare = 0.1
+
+	// MinPruneInterval and the app's DefaultPruneInterval bound the prune
+	// interval derived from the call retention.
+	MinPruneInterval = time.Second
 )
 
 // maxSamples bounds the sample ring, which is allocated before the baseline.
@@ -108,6 +122,21 @@ type Config struct {
 	// zero value injects nothing.
 	Faults sim.Faults
 
+	// Retention makes the service delete old records (see
+	// app.RetentionConfig). The windows are wall time and --speed does not
+	// scale them, because the store stamps rows with the wall clock and the
+	// pruner compares against it. Zero Retention.Calls keeps ended calls and
+	// leaves the database size out of the rules. With Calls set, zero
+	// Deliveries and Idempotency take Calls, and zero Interval takes a tenth
+	// of Calls, from MinPruneInterval to app.DefaultPruneInterval. Without
+	// Calls, zero fields take the app's defaults.
+	//
+	// NOTE: a webhook delivered after its call was pruned stores the call
+	// again, as a new call that the tracker follows. A call retention
+	// shorter than the simulator's webhook backlog therefore leaves calls
+	// tracked after the drain.
+	Retention app.RetentionConfig
+
 	// PlantLeak makes the tracker keep every ended call in memory
 	// (tracker.Config.LeakEndedCalls), to show that the soak catches a leak.
 	PlantLeak bool
@@ -144,6 +173,13 @@ type Rules struct {
 	// and open file descriptors after the drain minus the baseline.
 	MaxGoroutinesAboveBaseline int
 	MaxFDsAboveBaseline        int
+
+	// MaxDBGrowthPerHour caps the slope of the database size (page_count ×
+	// page_size, see Database) over the second half of the steady phase, in
+	// bytes per hour. Zero means DefaultDBGrowthShare of the churn's growth
+	// without retention. Only a soak with Config.Retention.Calls set checks
+	// it.
+	MaxDBGrowthPerHour float64
 }
 
 func (r *Rules) setDefaults() {
@@ -173,6 +209,10 @@ func (c *Config) setDefaults() error {
 		return errors.New("soak: durations must not be negative")
 	case c.ProviderRPS < 0 || math.IsNaN(c.ProviderRPS):
 		return fmt.Errorf("soak: invalid provider rate %v: use a positive number", c.ProviderRPS)
+	case c.Retention.Calls < 0, c.Retention.Deliveries < 0, c.Retention.Idempotency < 0, c.Retention.Interval < 0:
+		return errors.New("soak: retention windows and the prune interval must not be negative")
+	case c.Rules.MaxDBGrowthPerHour < 0 || math.IsNaN(c.Rules.MaxDBGrowthPerHour):
+		return fmt.Errorf("soak: invalid database growth limit %v: use a positive number of bytes per hour, or 0 for the default", c.Rules.MaxDBGrowthPerHour)
 	}
 
 	if c.Calls == 0 {
@@ -212,12 +252,46 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.Rules.setDefaults()
+	c.Retention = retentionDefaults(c.Retention)
 
 	if n := c.sampleCapacity(); n > maxSamples {
 		return fmt.Errorf("soak: %s of churn and drain at one sample every %s needs %d samples, more than %d: raise the sample interval",
 			c.Duration, c.SampleInterval, n, maxSamples)
 	}
 	return nil
+}
+
+// retentionDefaults fills the windows and the interval that a soak with
+// call retention derives from it (see Config.Retention).
+func retentionDefaults(r app.RetentionConfig) app.RetentionConfig {
+	if r.Calls == 0 {
+		return r
+	}
+	if r.Deliveries == 0 {
+		r.Deliveries = r.Calls
+	}
+	if r.Idempotency == 0 {
+		r.Idempotency = r.Calls
+	}
+	if r.Interval == 0 {
+		r.Interval = min(max(r.Calls/10, MinPruneInterval), app.DefaultPruneInterval)
+	}
+	return r
+}
+
+// prunedBy is the time after the churn starts by which retention has
+// deleted the first ended calls: the longest call, then the call retention,
+// then up to one prune interval. Ringing and the wait for call_analyzed come
+// on top, so it is an estimate. It is zero without call retention.
+func (c *Config) prunedBy() time.Duration {
+	if c.Retention.Calls == 0 {
+		return 0
+	}
+	interval := c.Retention.Interval
+	if interval == 0 {
+		interval = app.DefaultPruneInterval
+	}
+	return c.wallCallLength() + c.Retention.Calls + interval
 }
 
 // wallCallLength is the wall time of the longest connected call without its

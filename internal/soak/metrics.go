@@ -14,6 +14,8 @@ type ServiceCounters struct {
 	ProviderRequests      map[string]int64 `json:"provider_requests"`       // callcat_provider_requests_total by class
 	SSEDroppedSubscribers int64            `json:"sse_dropped_subscribers"` // callcat_sse_dropped_subscribers_total
 	TrackRejected         int64            `json:"track_rejected"`          // callcat_tracked_calls_rejected_total
+	Pruned                map[string]int64 `json:"pruned"`                  // callcat_pruned_records_total by kind
+	PruneFailures         int64            `json:"prune_failures"`          // callcat_prune_failures_total
 }
 
 // gatherServiceMetrics reads the counters from reg. A metric the service
@@ -23,6 +25,7 @@ func gatherServiceMetrics(reg prometheus.Gatherer) ServiceCounters {
 		Polls:            map[string]int64{},
 		Webhooks:         map[string]int64{},
 		ProviderRequests: map[string]int64{},
+		Pruned:           map[string]int64{},
 	}
 	families, err := reg.Gather()
 	if err != nil && len(families) == 0 {
@@ -42,6 +45,10 @@ func gatherServiceMetrics(reg prometheus.Gatherer) ServiceCounters {
 			out.SSEDroppedSubscribers = sumCounters(mf, "", nil)
 		case "callcat_tracked_calls_rejected_total":
 			out.TrackRejected = sumCounters(mf, "", nil)
+		case "callcat_pruned_records_total":
+			sumCounters(mf, "kind", out.Pruned)
+		case "callcat_prune_failures_total":
+			out.PruneFailures = sumCounters(mf, "", nil)
 		}
 	}
 	return out

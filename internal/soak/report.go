@@ -3,7 +3,6 @@ package soak
 import (
 	"errors"
 	"fmt"
-	"github.com/callcat/callcat/internal/sim"
 	"io"
 	"math"
 	"runtime"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callcat/callcat/internal/memwatch"
+	"github.com/callcat/callcat/internal/sim"
 )
 
 // Phase names, in order.
@@ -60,6 +60,10 @@ type Report struct {
 	AfterDrain  Figures     `json:"after_drain"`
 	SteadyState SteadyState `json:"steady_state"`
 
+	// Database is the service's database over the soak, with its own
+	// samples.
+	Database Database `json:"database"`
+
 	Rules []RuleResult `json:"rules"`
 	Pass  bool         `json:"pass"`
 
@@ -93,6 +97,15 @@ type Settings struct {
 	MaxHeapAboveBaselineBytes  uint64  `json:"max_heap_above_baseline_bytes"`
 	MaxGoroutinesAboveBaseline int     `json:"max_goroutines_above_baseline"`
 	MaxFDsAboveBaseline        int     `json:"max_fds_above_baseline"`
+
+	// Retention windows and the prune interval in wall-clock seconds. A
+	// zero call retention keeps ended calls, and other zeros mean the
+	// app's defaults (app.RetentionConfig).
+	RetentionSeconds            float64 `json:"retention_seconds"`
+	DeliveryRetentionSeconds    float64 `json:"delivery_retention_seconds"`
+	IdempotencyRetentionSeconds float64 `json:"idempotency_retention_seconds"`
+	PruneIntervalSeconds        float64 `json:"prune_interval_seconds"`
+	MaxDBGrowthBytesPerHour     float64 `json:"max_db_growth_bytes_per_hour"` // 0: DefaultDBGrowthShare of the churn growth
 
 	GoVersion  string `json:"go_version"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
@@ -262,8 +275,9 @@ func (r *Report) Rule(name string) (RuleResult, bool) {
 	return RuleResult{}, false
 }
 
-// report assembles the Report from the runner's state and the samples.
-func (r *runner) report(samples []memwatch.Sample, service ServiceCounters) *Report {
+// report assembles the Report from the runner's state, the memory samples
+// and the database samples.
+func (r *runner) report(samples []memwatch.Sample, dbSamples []dbSample, service ServiceCounters) *Report {
 	cfg := &r.cfg
 	since := func(t time.Time) float64 { return t.Sub(r.baselineAt).Seconds() }
 
@@ -342,6 +356,7 @@ func (r *runner) report(samples []memwatch.Sample, service ServiceCounters) *Rep
 	if v, ok := memwatch.Slope(rssPoints); ok {
 		rep.SteadyState.RSSBytesPerHour = &v
 	}
+	rep.Database = r.databaseReport(dbSamples, steadyStart)
 
 	rep.Rules = evaluate(rep, cfg.Rules)
 	rep.Pass = true
@@ -389,9 +404,16 @@ func (r *runner) settings() Settings {
 		MaxHeapAboveBaselineBytes:  cfg.Rules.MaxHeapAboveBaseline,
 		MaxGoroutinesAboveBaseline: cfg.Rules.MaxGoroutinesAboveBaseline,
 		MaxFDsAboveBaseline:        cfg.Rules.MaxFDsAboveBaseline,
-		GoVersion:                  runtime.Version(),
-		GOMAXPROCS:                 runtime.GOMAXPROCS(0),
-		NumCPU:                     runtime.NumCPU(),
+
+		RetentionSeconds:            cfg.Retention.Calls.Seconds(),
+		DeliveryRetentionSeconds:    cfg.Retention.Deliveries.Seconds(),
+		IdempotencyRetentionSeconds: cfg.Retention.Idempotency.Seconds(),
+		PruneIntervalSeconds:        cfg.Retention.Interval.Seconds(),
+		MaxDBGrowthBytesPerHour:     cfg.Rules.MaxDBGrowthPerHour,
+
+		GoVersion:  runtime.Version(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		NumCPU:     runtime.NumCPU(),
 	}
 }
 
@@ -463,6 +485,12 @@ func evaluate(rep *Report, rules Rules) []RuleResult {
 		Pass:    queued == 0,
 		Message: fmt.Sprintf("webhooks undelivered after drain %d, limit 0", queued),
 	})
+
+	// Without retention the database grows with every call, so its slope
+	// is reported but not checked.
+	if rep.Settings.RetentionSeconds > 0 {
+		out = append(out, dbSizeRule(rep, rules))
+	}
 	return out
 }
 
@@ -519,9 +547,27 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		formatBytes(float64(r.Peak.RSSBytes)), formatBytes(float64(r.AfterDrain.RSSBytes)))
 	fmt.Fprintf(&b, "  %-12s %12d %12d %12d\n", "goroutines", r.Baseline.Goroutines, r.Peak.Goroutines, r.AfterDrain.Goroutines)
 	fmt.Fprintf(&b, "  %-12s %12d %12d %12d\n", "fds", r.Baseline.FDs, r.Peak.FDs, r.AfterDrain.FDs)
+	db := &r.Database
+	fmt.Fprintf(&b, "  %-12s %12s %12s %12s\n", "db size", formatBytes(float64(db.Baseline.SizeBytes)),
+		formatBytes(float64(db.Peak.SizeBytes)), formatBytes(float64(db.AfterDrain.SizeBytes)))
+	fmt.Fprintf(&b, "  %-12s %12s %12s %12s\n", "db + WAL", formatBytes(float64(db.Baseline.DiskBytes)),
+		formatBytes(float64(db.Peak.DiskBytes)), formatBytes(float64(db.AfterDrain.DiskBytes)))
+	fmt.Fprintf(&b, "  %-12s %12d %12d %12d\n", "stored calls", db.Baseline.StoredCalls, db.Peak.StoredCalls, db.AfterDrain.StoredCalls)
 
 	fmt.Fprintf(&b, "  steady-state slope over %d samples: live heap %s, RSS %s\n", r.SteadyState.Samples,
 		formatSlope(r.SteadyState.LiveHeapBytesPerHour), formatSlope(r.SteadyState.RSSBytesPerHour))
+	fmt.Fprintf(&b, "  database slope over the steady phase: size %s, on disk with WAL %s; over its second half (%d samples): size %s, on disk %s\n",
+		formatSlope(db.SteadyState.SizeBytesPerHour), formatSlope(db.SteadyState.DiskBytesPerHour), db.SteadyState.SecondHalfSamples,
+		formatSlope(db.SteadyState.SecondHalfSizePerHour), formatSlope(db.SteadyState.SecondHalfDiskPerHour))
+	if st := r.Settings; st.RetentionSeconds > 0 {
+		fmt.Fprintf(&b, "  retention: calls %s, deliveries %s, idempotency keys %s, pruned every %s; pruned %d calls, %d deliveries\n",
+			seconds(st.RetentionSeconds), seconds(st.DeliveryRetentionSeconds), seconds(st.IdempotencyRetentionSeconds),
+			seconds(st.PruneIntervalSeconds), r.Service.Pruned["calls"], r.Service.Pruned["deliveries"])
+		fmt.Fprintf(&b, "  database: %s per stored call, so without retention the churn would add about %s/h\n",
+			formatBytes(db.BytesPerStoredCall), formatBytes(db.ChurnBytesPerHour))
+	} else {
+		fmt.Fprintf(&b, "  retention: off, so the database grows with every call and its slope is not checked\n")
+	}
 	fmt.Fprintf(&b, "  cpu: %.1f s during the churn, %.2f ms per call\n", r.CPU.ChurnSeconds, r.CPU.PerCallMilliseconds)
 
 	for _, rule := range r.Rules {
@@ -533,6 +579,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// seconds renders a number of seconds as a duration, e.g. "2m0s".
+func seconds(s float64) string {
+	return time.Duration(s * float64(time.Second)).String()
 }
 
 func formatSlope(v *float64) string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callcat/callcat/internal/app"
 	"github.com/callcat/callcat/internal/memwatch"
 )
 
@@ -110,7 +111,7 @@ func TestReportSteadySlope(t *testing.T) {
 		samples = append(samples, memwatch.Sample{Time: at, LiveHeapBytes: heap, RSSBytes: 2 * heap})
 	}
 
-	rep := r.report(samples, ServiceCounters{})
+	rep := r.report(samples, nil, ServiceCounters{})
 
 	if rep.SteadyState.Samples != 90 {
 		t.Errorf("steady samples=%d, want 90", rep.SteadyState.Samples)
@@ -127,6 +128,176 @@ func TestReportSteadySlope(t *testing.T) {
 	}
 	if rep.Peak.LiveHeapBytes != 10<<20+89*36<<10 {
 		t.Errorf("peak live heap=%d, want %d", rep.Peak.LiveHeapBytes, 10<<20+89*36<<10)
+	}
+}
+
+func TestDBSizeRule(t *testing.T) {
+	// Without retention the churn would grow the database by 80 MiB/h, so
+	// the derived limit is 8 MiB/h.
+	const churn = 80 << 20
+	const limit = DefaultDBGrowthShare * churn
+	tests := []struct {
+		name      string
+		retention float64 // seconds
+		maxGrowth float64 // Rules.MaxDBGrowthPerHour
+		churn     float64 // Database.ChurnBytesPerHour
+		slope     *float64
+		prunedBy  float64 // seconds; the second half starts at 300
+		wantRule  bool
+		wantPass  bool
+		contains  string
+	}{
+		{"RetentionOff", 0, 0, churn, ptr(100 * limit), 0, false, false, ""},
+		{"Level", 120, 0, churn, ptr(0), 150, true, true, "+0 B/h, limit 8.0 MiB/h (10% of the 80.0 MiB/h the churn would add without retention)"},
+		{"AtLimit", 120, 0, churn, ptr(limit), 150, true, true, ""},
+		{"AboveLimit", 120, 0, churn, ptr(2 * limit), 150, true, false, "+16.0 MiB/h, limit 8.0 MiB/h"},
+		{"Shrinking", 120, 0, churn, ptr(-3 * limit), 150, true, true, ""},
+		{"FixedLimit", 120, 4 << 20, churn, ptr(5 << 20), 150, true, false, "+5.0 MiB/h, limit 4.0 MiB/h"},
+		{"FixedLimitWithoutCount", 120, 4 << 20, 0, ptr(3 << 20), 150, true, true, ""},
+		{"LimitUnknown", 120, 0, 0, ptr(0), 150, true, false, "no count of stored calls"},
+		{"SlopeUnknown", 120, 0, churn, nil, 150, true, false, "held 3 database samples"},
+		{"WindowBeforePruning", 600, 0, churn, ptr(2 * limit), 735, true, false, "before retention has deleted the first calls at about 735 s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := passingReport()
+			rep.Settings.RetentionSeconds = tt.retention
+			rep.Database.ChurnBytesPerHour = tt.churn
+			rep.Database.PrunedBySeconds = tt.prunedBy
+			rep.Database.SteadyState.SecondHalfStartSeconds = 300
+			rep.Database.SteadyState.SecondHalfSamples = 3
+			rep.Database.SteadyState.SecondHalfSizePerHour = tt.slope
+			rules := defaultRules()
+			rules.MaxDBGrowthPerHour = tt.maxGrowth
+
+			rep.Rules = evaluate(rep, rules)
+
+			rule, ok := rep.Rule(RuleDBSizeSlope)
+			if ok != tt.wantRule {
+				t.Fatalf("rule %s present=%v, want %v", RuleDBSizeSlope, ok, tt.wantRule)
+			}
+			if !ok {
+				return
+			}
+			if rule.Pass != tt.wantPass {
+				t.Errorf("pass=%v, want %v: %s", rule.Pass, tt.wantPass, rule.Message)
+			}
+			if !strings.Contains(rule.Message, tt.contains) {
+				t.Errorf("message %q, want it to contain %q", rule.Message, tt.contains)
+			}
+			if err := rep.Err(); !tt.wantPass && (err == nil || !strings.Contains(err.Error(), "database size")) {
+				t.Errorf("Err()=%v, want it to name the database size", err)
+			}
+		})
+	}
+}
+
+func TestDatabaseReportSecondHalf(t *testing.T) {
+	t0 := time.Date(2026, 6, 9, 10, 0, 0, 0, time.UTC)
+	r := &runner{
+		baselineAt: t0,
+		churnStart: t0.Add(time.Second),
+		drainStart: t0.Add(101 * time.Second),
+	}
+	r.steadyStart = t0.Add(21 * time.Second)
+	r.cfg.Retention.Calls = 10 * time.Second
+	r.cfg.Retention.Interval = time.Second
+	r.cfg.CallLength, r.cfg.Speed = 5*time.Second, 1
+	r.simStats.CallsStarted = 1000
+
+	// The database grows by 10 KiB a second until 61 s, the middle of the
+	// steady phase, and then stays level. Every tenth sample counts the
+	// stored calls, which rise to 600 and then fall back to 200.
+	var samples []dbSample
+	for i := range 111 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		grown := int64(min(i, 61)) * 10 << 10
+		s := dbSample{Time: at, SizeBytes: 100<<10 + grown, MainFileBytes: 80<<10 + grown, WALBytes: 40 << 10, FreeBytes: int64(i % 7 << 12)}
+		if i%10 == 0 {
+			s.Counted = true
+			s.StoredCalls = int64(min(i, 60)*10 - max(i-60, 0)*8)
+		}
+		samples = append(samples, s)
+	}
+	r.dbBaseline, r.dbAfterDrain = samples[0], samples[110]
+
+	db := r.databaseReport(samples, r.steadyStart)
+
+	if len(db.Samples) != 111 {
+		t.Fatalf("samples=%d, want 111", len(db.Samples))
+	}
+	if db.SteadyState.Samples != 80 {
+		t.Errorf("steady samples=%d, want 80", db.SteadyState.Samples)
+	}
+	if db.SteadyState.SecondHalfStartSeconds != 61 {
+		t.Errorf("second half starts at %v s, want 61", db.SteadyState.SecondHalfStartSeconds)
+	}
+	if db.SteadyState.SecondHalfSamples != 40 {
+		t.Errorf("second-half samples=%d, want 40", db.SteadyState.SecondHalfSamples)
+	}
+	if v := db.SteadyState.SecondHalfDiskPerHour; v == nil || math.Abs(*v) > 1e-6 {
+		t.Errorf("second-half disk slope=%v, want 0", deref(v))
+	}
+	if v := db.SteadyState.SecondHalfSizePerHour; v == nil || math.Abs(*v) > 1e-6 {
+		t.Errorf("second-half size slope=%v, want 0", deref(v))
+	}
+	if v := db.SteadyState.DiskBytesPerHour; v == nil || *v <= 0 {
+		t.Errorf("steady disk slope=%v, want above 0 while the database grows in the first half", deref(v))
+	}
+	wantPeak := DBFigures{DiskBytes: 120<<10 + 610<<10, WALBytes: 40 << 10, SizeBytes: 100<<10 + 610<<10, FreeBytes: 6 << 12, StoredCalls: 600}
+	if db.Peak != wantPeak {
+		t.Errorf("peak=%+v, want %+v", db.Peak, wantPeak)
+	}
+	// 710 KiB over 600 calls, and 1,000 calls in 100 s of churn.
+	wantPerCall := float64(710<<10) / 600
+	if math.Abs(db.BytesPerStoredCall-wantPerCall) > 1e-6 {
+		t.Errorf("bytes per stored call=%v, want %v", db.BytesPerStoredCall, wantPerCall)
+	}
+	if want := wantPerCall * 36_000; math.Abs(db.ChurnBytesPerHour-want) > 1e-3 {
+		t.Errorf("churn bytes per hour=%v, want %v", db.ChurnBytesPerHour, want)
+	}
+	if db.AfterDrain.StoredCalls != 200 {
+		t.Errorf("stored calls after drain=%d, want 200", db.AfterDrain.StoredCalls)
+	}
+	for _, i := range []int{0, 50, 110} {
+		got := db.Samples[i].StoredCalls
+		if want := samples[i].StoredCalls; got == nil || *got != want {
+			t.Errorf("sample %d stored calls=%v, want %d", i, deref64(got), want)
+		}
+	}
+	if got := db.Samples[55].StoredCalls; got != nil {
+		t.Errorf("sample 55 stored calls=%d, want none for a sample that did not count", *got)
+	}
+	// 6 s of call (5 s plus 20%), 10 s of retention and 1 s of interval
+	// after the churn starts at 1 s.
+	if db.PrunedBySeconds != 18 {
+		t.Errorf("pruned by %v s, want 18", db.PrunedBySeconds)
+	}
+}
+
+func TestRetentionDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		in   app.RetentionConfig
+		want app.RetentionConfig
+	}{
+		{"Off", app.RetentionConfig{}, app.RetentionConfig{}},
+		{"OffKeepsDeliveries", app.RetentionConfig{Deliveries: time.Minute}, app.RetentionConfig{Deliveries: time.Minute}},
+		{"TwoMinutes", app.RetentionConfig{Calls: 2 * time.Minute},
+			app.RetentionConfig{Calls: 2 * time.Minute, Deliveries: 2 * time.Minute, Idempotency: 2 * time.Minute, Interval: 12 * time.Second}},
+		{"ShortClampsInterval", app.RetentionConfig{Calls: 3 * time.Second},
+			app.RetentionConfig{Calls: 3 * time.Second, Deliveries: 3 * time.Second, Idempotency: 3 * time.Second, Interval: time.Second}},
+		{"LongClampsInterval", app.RetentionConfig{Calls: 30 * 24 * time.Hour},
+			app.RetentionConfig{Calls: 30 * 24 * time.Hour, Deliveries: 30 * 24 * time.Hour, Idempotency: 30 * 24 * time.Hour, Interval: time.Hour}},
+		{"ExplicitKept", app.RetentionConfig{Calls: time.Minute, Deliveries: time.Second, Idempotency: time.Hour, Interval: 5 * time.Second, Batch: 50},
+			app.RetentionConfig{Calls: time.Minute, Deliveries: time.Second, Idempotency: time.Hour, Interval: 5 * time.Second, Batch: 50}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retentionDefaults(tt.in); got != tt.want {
+				t.Errorf("retentionDefaults(%+v)=%+v, want %+v", tt.in, got, tt.want)
+			}
+		})
 	}
 }
 
@@ -190,6 +361,15 @@ func TestNiceTicks(t *testing.T) {
 			}
 		}
 	}
+}
+
+func ptr(v float64) *float64 { return &v }
+
+func deref64(v *int64) any {
+	if v == nil {
+		return nil
+	}
+	return *v
 }
 
 func deref(v *float64) any {

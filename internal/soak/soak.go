@@ -53,6 +53,7 @@ type runner struct {
 	log *slog.Logger
 
 	watcher *memwatch.Watcher
+	db      *dbSampler // nil when the store is not SQLite
 	svc     *app.Service
 	apiKey  string
 
@@ -60,6 +61,7 @@ type runner struct {
 	baselineAt, churnStart, steadyStart, drainStart, afterDrainAt time.Time
 
 	baseline, afterDrain       memwatch.Sample
+	dbBaseline, dbAfterDrain   dbSample
 	baselineFDs, afterDrainFDs map[string]int // fdTargets at the two samples
 	drainTimedOut              bool
 	trackedAfterDrain          int
@@ -138,8 +140,9 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			MaxInFlight:       cfg.ProviderMaxInFlight,
 			RequestsPerSecond: cfg.ProviderRPS,
 		},
-		Listener: serviceLn,
-		Logger:   cfg.Logger,
+		Retention: cfg.Retention,
+		Listener:  serviceLn,
+		Logger:    cfg.Logger,
 	}
 	ready := make(chan *app.Service, 1)
 	service := startTask(func(ctx context.Context) error {
@@ -172,12 +175,29 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 				"readers", sqlite.DefaultMaxReaders)
 		}
 	}
+
+	// The database sampler opens its connection after the reader pool is
+	// warm, because warmReaderPool counts the descriptors open on the
+	// database file. It runs from before the baseline to after the
+	// after-drain sample.
+	if err := r.startDBSampler(watchCtx, &watchWG); err != nil {
+		return nil, err
+	}
+	if r.db != nil {
+		defer func() {
+			stopWatch()
+			watchWG.Wait()
+			r.db.Close()
+		}()
+	}
+
 	waitGoroutinesSteady(3 * time.Second)
 	r.baseline = r.quietSample(0)
 	r.baselineAt = r.baseline.Time
 	r.baselineFDs = fdTargets()
 	r.log.Info("soak baseline", "live_heap_bytes", r.baseline.LiveHeapBytes, "rss_bytes", r.baseline.RSSBytes,
 		"goroutines", r.baseline.Goroutines, "fds", r.baseline.FDs, "fd_targets", r.baselineFDs)
+	r.dbBaseline = r.dbSample()
 
 	// The churn.
 	simServed = true
@@ -191,16 +211,53 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	r.cpuTotal = processCPU()
 	r.log.Info("soak after drain", "live_heap_bytes", r.afterDrain.LiveHeapBytes, "rss_bytes", r.afterDrain.RSSBytes,
 		"goroutines", r.afterDrain.Goroutines, "fds", r.afterDrain.FDs, "fd_targets", r.afterDrainFDs)
+	r.dbAfterDrain = r.dbSample()
 
 	serviceMetrics := gatherServiceMetrics(r.svc.Registry)
 	stopWatch()
 	watchWG.Wait()
 	samples := r.watcher.Samples(cfg.sampleCapacity())
+	var dbSamples []dbSample
+	if r.db != nil {
+		dbSamples = r.db.Samples()
+	}
 	if err := service.stop(); err != nil {
 		return nil, fmt.Errorf("soak: service stopped with an error: %w", err)
 	}
 
-	return r.report(samples, serviceMetrics), nil
+	return r.report(samples, dbSamples, serviceMetrics), nil
+}
+
+// startDBSampler starts sampling the service's database until ctx ends,
+// with wg counting the sampler's goroutine. A store that is not SQLite is
+// not sampled.
+func (r *runner) startDBSampler(ctx context.Context, wg *sync.WaitGroup) error {
+	store, ok := any(r.svc.Store).(sqliteSizer)
+	if !ok {
+		r.log.Warn("the store reports no size, so the soak does not sample the database")
+		return nil
+	}
+	var err error
+	r.db, err = newDBSampler(store, r.cfg.SampleInterval, r.cfg.sampleCapacity(), r.log)
+	if err != nil {
+		return fmt.Errorf("soak: %w", err)
+	}
+	wg.Go(func() { r.db.run(ctx) })
+	return nil
+}
+
+// dbSample takes a database sample that counts the stored calls, or
+// returns the zero sample when the database is not sampled or the reading
+// failed.
+func (r *runner) dbSample() dbSample {
+	if r.db == nil {
+		return dbSample{}
+	}
+	s, ok := r.db.sample(context.Background(), true)
+	if !ok {
+		return dbSample{}
+	}
+	return s
 }
 
 // churnAndDrain runs the simulator and the subscribers for the churn, then
@@ -209,8 +266,10 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 func (r *runner) churnAndDrain(ctx context.Context, simLn net.Listener, service *task) error {
 	cfg := &r.cfg
 
-	// The simulator keeps no more finished calls than live ones, so its
-	// memory stops growing within the warm-up.
+	// The simulator keeps no more finished calls, and no more records of
+	// the 429s it injects, than live calls, so its memory stops growing
+	// within the warm-up. Its default of 100,000 429 records, about 200
+	// bytes each, would grow the live heap by up to 20 MB under faults.
 	s, err := sim.New(sim.Config{
 		APIKey:            r.apiKey,
 		WebhookURL:        r.svc.URL() + "/webhooks/retell",
@@ -224,6 +283,7 @@ func (r *runner) churnAndDrain(ctx context.Context, simLn net.Listener, service 
 		Faults:            cfg.Faults,
 		Seed:              cfg.Seed,
 		MaxRetainedCalls:  max(cfg.Calls, 100),
+		RateLimitLog:      max(cfg.Calls, 100),
 		Logger:            cfg.Logger.With("component", "sim"),
 	})
 	if err != nil {

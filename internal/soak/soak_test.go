@@ -107,9 +107,40 @@ func TestSoakDrainsToBaseline(t *testing.T) {
 		t.Errorf("subscriber events=0")
 	}
 
+	// Without retention the database keeps every call, and its growth is
+	// reported but not checked.
+	if _, ok := rep.Rule(soak.RuleDBSizeSlope); ok {
+		t.Errorf("rule %s in a report without retention, want it left out", soak.RuleDBSizeSlope)
+	}
+	if got := rep.Database.AfterDrain.StoredCalls; got != rep.Calls.Started {
+		t.Errorf("stored calls after drain=%d, want all %d started", got, rep.Calls.Started)
+	}
+
 	checkPhases(t, rep)
 	checkFigures(t, rep)
+	checkDatabase(t, rep)
 	checkJSON(t, rep)
+	checkChart(t, rep)
+}
+
+func TestSoakRetentionPrunesCalls(t *testing.T) {
+	// A retention of 2 s prunes the calls that ended early in a churn of
+	// about 8 s, and the pruner keeps running through the drain. The load
+	// is light so that the service keeps up with the webhooks even under
+	// the race detector: a webhook delivered later than the retention
+	// stores its pruned call again.
+	cfg := shortSoak(t, 100)
+	cfg.Calls = 20
+	cfg.Subscribers = 0
+	cfg.Retention.Calls = 2 * time.Second
+	cfg.DrainTimeout = 30 * time.Second
+	rep, err := soak.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	checkRetention(t, rep)
+	checkDatabase(t, rep)
 	checkChart(t, rep)
 }
 
@@ -199,6 +230,79 @@ func checkFigures(t *testing.T, rep *soak.Report) {
 	}
 }
 
+// checkRetention checks that retention ran with the windows derived from a
+// call retention of 2 s and deleted calls and delivery records.
+func checkRetention(t *testing.T, rep *soak.Report) {
+	t.Helper()
+	st := rep.Settings
+	if st.RetentionSeconds != 2 {
+		t.Errorf("retention=%v s, want 2", st.RetentionSeconds)
+	}
+	if st.DeliveryRetentionSeconds != 2 || st.IdempotencyRetentionSeconds != 2 {
+		t.Errorf("delivery retention=%v s, idempotency retention=%v s, want both 2 like the call retention",
+			st.DeliveryRetentionSeconds, st.IdempotencyRetentionSeconds)
+	}
+	if st.PruneIntervalSeconds != soak.MinPruneInterval.Seconds() {
+		t.Errorf("prune interval=%v s, want the minimum %v s", st.PruneIntervalSeconds, soak.MinPruneInterval.Seconds())
+	}
+	if _, ok := rep.Rule(soak.RuleDBSizeSlope); !ok {
+		t.Errorf("rule %s missing from a report with retention", soak.RuleDBSizeSlope)
+	}
+
+	pruned := rep.Service.Pruned["calls"]
+	if pruned == 0 {
+		t.Errorf("pruned calls=0, want retention to delete calls; pruned by kind %v", rep.Service.Pruned)
+	}
+	if rep.Service.Pruned["deliveries"] == 0 {
+		t.Errorf("pruned deliveries=0, want retention to delete delivery records; pruned by kind %v", rep.Service.Pruned)
+	}
+	if rep.Service.PruneFailures != 0 {
+		t.Errorf("prune failures=%d, want 0", rep.Service.PruneFailures)
+	}
+	stored := rep.Database.AfterDrain.StoredCalls
+	if stored >= rep.Calls.Completed {
+		t.Errorf("stored calls after drain=%d, want fewer than the %d completed", stored, rep.Calls.Completed)
+	}
+	// The counter is read after the count, so a round in between can only
+	// raise the sum.
+	if stored+pruned < rep.Calls.Started {
+		t.Errorf("stored calls %d + pruned %d=%d, want at least the %d started", stored, pruned, stored+pruned, rep.Calls.Started)
+	}
+}
+
+// checkDatabase checks the database figures and their time series.
+func checkDatabase(t *testing.T, rep *soak.Report) {
+	t.Helper()
+	db := rep.Database
+	if db.Path == "" || db.Measured == "" {
+		t.Errorf("database path=%q measured=%q, want both set", db.Path, db.Measured)
+	}
+	if len(db.Samples) == 0 {
+		t.Fatalf("database samples=0, want a series")
+	}
+	counted := 0
+	for i, s := range db.Samples {
+		if s.DiskBytes <= 0 || s.SizeBytes <= 0 {
+			t.Errorf("database sample %d at %v s: disk %d bytes, size %d bytes, want both above 0", i, s.Seconds, s.DiskBytes, s.SizeBytes)
+		}
+		if s.StoredCalls != nil {
+			counted++
+		}
+	}
+	if counted < 2 {
+		t.Errorf("database samples with a count of stored calls=%d, want at least the baseline and after-drain ones", counted)
+	}
+	if db.Baseline.StoredCalls != 0 {
+		t.Errorf("stored calls at the baseline=%d, want 0 in a new database", db.Baseline.StoredCalls)
+	}
+	if db.Peak.DiskBytes < db.AfterDrain.DiskBytes || db.Peak.DiskBytes < db.Baseline.DiskBytes {
+		t.Errorf("peak disk bytes=%d below the baseline %d or after drain %d", db.Peak.DiskBytes, db.Baseline.DiskBytes, db.AfterDrain.DiskBytes)
+	}
+	if db.AfterDrain.DiskBytes <= db.Baseline.DiskBytes {
+		t.Errorf("disk bytes after drain=%d, want above the baseline %d after storing calls", db.AfterDrain.DiskBytes, db.Baseline.DiskBytes)
+	}
+}
+
 // checkJSON checks that the report encodes with every top-level field.
 func checkJSON(t *testing.T, rep *soak.Report) {
 	t.Helper()
@@ -211,7 +315,7 @@ func checkJSON(t *testing.T, rep *soak.Report) {
 		t.Fatalf("decode report: %v", err)
 	}
 	for _, key := range []string{"config", "phases", "calls", "webhooks", "service", "subscribers", "cpu",
-		"baseline", "peak", "after_drain", "steady_state", "rules", "pass", "samples"} {
+		"baseline", "peak", "after_drain", "steady_state", "database", "rules", "pass", "samples"} {
 		if _, ok := fields[key]; !ok {
 			t.Errorf("report JSON lacks %q", key)
 		}
@@ -240,8 +344,8 @@ func checkChart(t *testing.T, rep *soak.Report) {
 			polylines++
 		}
 	}
-	if polylines != 4 {
-		t.Errorf("chart polylines=%d, want 4 (live heap, RSS, goroutines, fds)", polylines)
+	if polylines != 7 {
+		t.Errorf("chart polylines=%d, want 7 (live heap, RSS, database size, database on disk, stored calls, goroutines, fds)", polylines)
 	}
 }
 

@@ -295,6 +295,12 @@ func Serve(ctx context.Context, cfg Config, ready func(*Service)) error {
 			logger.Debug("http close failed", "err", err)
 		}
 	}
+	// SSE streams on HTTP/1.x take over their connections, so neither
+	// Shutdown nor Close waits for them. They end with the hub; this waits
+	// until they have, and closes their connections at the timeout.
+	if err := streams.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("SSE streams still open at the shutdown timeout; closed their connections", "err", err)
+	}
 	stopTracker()
 	wg.Wait()
 	logger.Info("callcat stopped")

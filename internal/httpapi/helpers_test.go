@@ -46,6 +46,8 @@ const outboundCallID = "call_f0b26536b5a0b2b5c0ec60985f1"
 // temporary directory, a hub and a tracker that never polls.
 type testServer struct {
 	URL     string
+	Addr    string       // host:port of the listener
+	Client  *http.Client // http.DefaultClient, or with http2 a client that trusts the test certificate
 	Store   *sqlite.DB
 	Hub     *stream.Hub
 	Reg     *prometheus.Registry
@@ -59,6 +61,7 @@ type serverOptions struct {
 	config   func(*httpapi.Config)
 	hub      stream.Config
 	listener func(net.Listener) net.Listener
+	http2    bool // serve HTTPS with HTTP/2, whose responses cannot be hijacked
 }
 
 func startServer(t *testing.T, configure func(*httpapi.Config)) *testServer {
@@ -123,10 +126,22 @@ func startServerWith(t *testing.T, opts serverOptions) *testServer {
 	if opts.listener != nil {
 		srv.Listener = opts.listener(srv.Listener)
 	}
-	srv.Start()
+	if opts.http2 {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(func() {
 		hub.Close() // ends open streams, so Close does not wait for them
 		srv.Close()
+		// Close does not wait for the streams that took over their
+		// connection.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := streams.Shutdown(ctx); err != nil {
+			t.Errorf("streams still open after 10 s: %v", err)
+		}
 		if err := db.Close(); err != nil {
 			t.Errorf("close store: %v", err)
 		}
@@ -135,7 +150,11 @@ func startServerWith(t *testing.T, opts serverOptions) *testServer {
 		}
 	})
 
-	return &testServer{URL: srv.URL, Store: db, Hub: hub, Reg: reg, Memory: mem, Streams: streams, Logs: logs}
+	client := http.DefaultClient
+	if opts.http2 {
+		client = srv.Client()
+	}
+	return &testServer{URL: srv.URL, Addr: srv.Listener.Addr().String(), Client: client, Store: db, Hub: hub, Reg: reg, Memory: mem, Streams: streams, Logs: logs}
 }
 
 // withTokens configures both kinds of token.

@@ -66,67 +66,68 @@ type lifecycleSnapshotData struct {
 // per-call stream.
 func (s *server) handleLifecycleStream() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		killed := s.cfg.StreamCloser.closed()
-		sub, st, ok := s.startStream(w, r, "")
+		st, ok := s.startStream(w, r, "")
 		if !ok {
 			return
 		}
-		defer s.endStream(sub)
 
 		ls := &lifecycleStream{
 			s:        s,
-			ctx:      r.Context(),
+			ctx:      st.ctx,
 			st:       st,
 			calls:    make(map[string]*throttleState),
 			awaiting: make(map[string]time.Time),
-			flush:    time.NewTimer(time.Hour),
 		}
-		ls.flush.Stop()
-		defer ls.flush.Stop()
+		st.run(func() bool { return ls.sendSnapshot() == nil }, ls.live)
+	})
+}
 
-		if err := ls.sendSnapshot(); err != nil {
+// live sends the lifecycle events and the heartbeats until the client's
+// departure, the end of the subscription or a failed write.
+func (ls *lifecycleStream) live() {
+	st := ls.st
+	ls.flush = time.NewTimer(time.Hour)
+	ls.flush.Stop()
+	defer ls.flush.Stop()
+
+	heartbeat := time.NewTicker(ls.s.cfg.HeartbeatInterval)
+	defer heartbeat.Stop()
+	housekeeping := time.NewTicker(analysisCheckInterval)
+	defer housekeeping.Stop()
+
+	for {
+		var err error
+		select {
+		case <-st.ctx.Done():
+			return
+
+		case <-st.killed:
+			return
+
+		case <-heartbeat.C:
+			err = st.write(heartbeatComment)
+
+		case <-ls.flush.C:
+			ls.armed = false
+			err = ls.flushDue()
+
+		case <-housekeeping.C:
+			err = ls.checkAnalyses()
+			ls.forgetIdle()
+
+		case frame, ok := <-st.sub.C():
+			if !ok {
+				if st.sub.Dropped() {
+					ls.s.limited.Log(st.ctx, slog.LevelWarn, "sse_drop_lifecycle", "slow lifecycle stream client disconnected")
+				}
+				return
+			}
+			err = ls.onFrame(frame)
+		}
+		if err != nil {
 			return
 		}
-
-		heartbeat := time.NewTicker(s.cfg.HeartbeatInterval)
-		defer heartbeat.Stop()
-		housekeeping := time.NewTicker(analysisCheckInterval)
-		defer housekeeping.Stop()
-
-		for {
-			var err error
-			select {
-			case <-r.Context().Done():
-				return
-
-			case <-killed:
-				return
-
-			case <-heartbeat.C:
-				err = st.write([]byte(": heartbeat\n\n"))
-
-			case <-ls.flush.C:
-				ls.armed = false
-				err = ls.flushDue()
-
-			case <-housekeeping.C:
-				err = ls.checkAnalyses()
-				ls.forgetIdle()
-
-			case frame, ok := <-sub.C():
-				if !ok {
-					if sub.Dropped() {
-						s.limited.Log(r.Context(), slog.LevelWarn, "sse_drop_lifecycle", "slow lifecycle stream client disconnected")
-					}
-					return
-				}
-				err = ls.onFrame(frame)
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
+	}
 }
 
 // lifecycleStream is the state of one GET /v1/stream response. Only the
@@ -134,7 +135,7 @@ func (s *server) handleLifecycleStream() http.Handler {
 type lifecycleStream struct {
 	s   *server
 	ctx context.Context
-	st  *sseWriter
+	st  *sseStream
 	buf []byte
 
 	calls    map[string]*throttleState // by call id

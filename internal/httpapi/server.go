@@ -99,7 +99,11 @@ type Config struct {
 	// dashboard.
 	Assets fs.FS
 
-	// StreamCloser, when set, can end every open SSE response on demand.
+	// StreamCloser, when set, can end every open SSE response on demand,
+	// and its Shutdown waits for the streams that took over their HTTP/1.x
+	// connection, which http.Server.Shutdown does not wait for. When it is
+	// nil, the server uses a private one: streams still end with the hub,
+	// but no caller can wait for them.
 	StreamCloser *StreamCloser
 
 	Logger     *slog.Logger
@@ -134,6 +138,7 @@ type server struct {
 	logger  *slog.Logger
 	limited *ratelog.Limiter
 	metrics *metrics
+	streams *StreamCloser // Config.StreamCloser or the server's own
 
 	apiTokens   tokenSet
 	adminTokens tokenSet
@@ -172,8 +177,12 @@ func NewServer(cfg Config) (http.Handler, error) {
 		logger:    cfg.Logger,
 		limited:   ratelog.New(cfg.Logger, 0),
 		metrics:   m,
+		streams:   cfg.StreamCloser,
 		apiTokens: newTokenSet(cfg.Security.APITokens),
 		tickets:   &ticketSigner{key: ticketKey, now: cfg.Now},
+	}
+	if s.streams == nil {
+		s.streams = &StreamCloser{}
 	}
 	if cfg.Security.AdminToken != "" {
 		s.adminTokens = newTokenSet([]string{cfg.Security.AdminToken})

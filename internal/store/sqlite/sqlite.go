@@ -40,11 +40,6 @@ const (
 	// MaxLiveCalls caps the limit of one LiveCalls call.
 	MaxLiveCalls = 100_000
 
-	// writerCacheKiB is the page cache of the writer connection in KiB.
-	// SQLite's default of 2,000 KiB holds the pages of a few hundred live
-	// calls, so with more the writer reads pages back from the file.
-	writerCacheKiB = 16 << 10
-
 	// busyTimeout is how long, in milliseconds, a connection waits for a lock
 	// held by another connection before SQLite returns SQLITE_BUSY.
 	busyTimeout = 5000
@@ -211,7 +206,6 @@ func dsn(path string, readOnly bool) string {
 		q.Set("_txlock", "immediate")
 		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
 		q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
-		q.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writerCacheKiB))
 	}
 	return path + "?" + q.Encode()
 }

@@ -16,8 +16,8 @@ const dbMeasured = "size_bytes is the store's Size, page_count × page_size: eve
 	"those still only in the WAL and the free ones included, but not the WAL file. The " + RuleDBSizeSlope +
 	" rule checks it. free_bytes are the freelist pages within size_bytes, which SQLite reuses before it " +
 	"adds pages. disk_bytes is the main file plus the -wal file on disk, and wal_bytes the -wal file alone. " +
-	"The WAL file grows between checkpoints and shrinks only when SQLite starts it over, so disk_bytes " +
-	"rises and falls with checkpoints rather than with retention and no rule checks it. stored_calls is " +
+	"The WAL file grows until SQLite checkpoints it and starts it over, and SQLite then reuses the file " +
+	"without shrinking it, so disk_bytes follows checkpoints rather than retention and no rule checks it. stored_calls is " +
 	"SELECT count(*) FROM calls, taken at most every 5 s and at the baseline and after the drain."
 
 // Database describes the service's SQLite database over the soak. Times are

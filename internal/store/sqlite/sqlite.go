@@ -57,10 +57,6 @@ type Options struct {
 	// DefaultMaxReaders.
 	MaxReaders int
 
-	// CheckpointInterval is the period of the background WAL checkpoints;
-	// zero means 250 ms.
-	CheckpointInterval time.Duration
-
 	// Registerer, when set, receives the write metrics
 	// callcat_store_write_duration_seconds and callcat_store_writes_total.
 	Registerer prometheus.Registerer
@@ -74,10 +70,6 @@ type DB struct {
 	readers    *sql.DB    // query_only connections
 
 	stmts *writeStatements // prepared on writer
-
-	checkpointer     *sql.DB // one connection for background checkpoints
-	stopCheckpoints  context.CancelFunc
-	checkpointerDone chan struct{}
 
 	path    string
 	logger  *slog.Logger
@@ -151,27 +143,11 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return fail(err)
 	}
 
-	db.checkpointer, err = sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		return fail(err)
-	}
-	db.checkpointer.SetMaxOpenConns(1)
-	db.checkpointer.SetMaxIdleConns(1)
-
 	if opts.Registerer != nil {
 		if db.metrics, err = newMetrics(opts.Registerer); err != nil {
 			return fail(err)
 		}
 	}
-
-	interval := opts.CheckpointInterval
-	if interval <= 0 {
-		interval = checkpointInterval
-	}
-	checkpointCtx, stop := context.WithCancel(context.Background())
-	db.stopCheckpoints = stop
-	db.checkpointerDone = make(chan struct{})
-	go db.checkpointLoop(checkpointCtx, db.checkpointer, interval, db.checkpointerDone)
 
 	db.logger.Info("store opened", "path", path, "max_readers", readers)
 	return db, nil
@@ -204,8 +180,6 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
-		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
-		q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
 	}
 	return path + "?" + q.Encode()
 }
@@ -238,15 +212,11 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the background checkpoints, runs PRAGMA optimize, unregisters
-// the metrics and closes the connections.
+// Close runs PRAGMA optimize, unregisters the metrics and closes both pools.
 // It waits for queries already running to finish. Calling Close again returns
 // the first result.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
-		db.stopCheckpoints()
-		<-db.checkpointerDone
-
 		// SQLite recommends PRAGMA optimize before closing a connection that
 		// ran queries, so the planner statistics stay current. A failure only
 		// costs query plans, so it is logged and not returned.
@@ -269,9 +239,6 @@ func (db *DB) release() error {
 	db.metrics.unregister()
 
 	var errs []error
-	if db.checkpointer != nil {
-		errs = append(errs, db.checkpointer.Close())
-	}
 	if db.readers != nil {
 		errs = append(errs, db.readers.Close())
 	}

@@ -3,6 +3,7 @@ package benchkit
 import (
 	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -137,5 +138,73 @@ func TestEndedBodyIsTerminal(t *testing.T) {
 	}
 	if wh.Event != "call_ended" || wh.Call.CallStatus != "ended" {
 		t.Fatalf("event=%q status=%q, want call_ended ended", wh.Event, wh.Call.CallStatus)
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A backend's stat line has comm in parentheses, then the state and
+	// the numeric fields, here with utime 150, stime 50, cutime 30 and
+	// cstime 20 ticks.
+	stat := []byte("4242 (postgres) S 2208 2208 2208 0 -1 4194560 900 0 0 0 150 50 30 20 20 0 1 0 100 226000000 3000 18446744073709551615")
+	comm, seconds, ok := parseStatCPU(stat)
+	if !ok {
+		t.Fatal("parseStatCPU rejected a valid line")
+	}
+	if comm != "postgres" {
+		t.Errorf("comm=%q, want postgres", comm)
+	}
+	if seconds != 2.5 {
+		t.Errorf("seconds=%v, want 2.5 (250 ticks)", seconds)
+	}
+
+	// A command name may contain spaces and parentheses.
+	comm, seconds, ok = parseStatCPU([]byte("7 (a) b) R 1 7 7 0 -1 0 0 0 0 0 100 0 0 0 20 0 1 0 5 0 0 0"))
+	if !ok || comm != "a) b" || seconds != 1 {
+		t.Errorf("got %q %v %v, want \"a) b\" 1 true", comm, seconds, ok)
+	}
+
+	if _, _, ok := parseStatCPU([]byte("9 (short) S 1 2 3")); ok {
+		t.Error("parseStatCPU accepted a line without the time fields")
+	}
+}
+
+func TestCommandCPUSelf(t *testing.T) {
+	self, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	_, n, err := CommandCPU(strings.TrimSpace(string(self)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 1 {
+		t.Errorf("CommandCPU found %d processes named like this test binary, want at least 1", n)
+	}
+}
+
+func TestLoopbackPostgresURL(t *testing.T) {
+	for _, raw := range []string{
+		"postgres://root@127.0.0.1:5432/postgres?sslmode=disable",
+		"postgresql://root@localhost/postgres",
+		"postgres://root@[::1]:5432/postgres",
+		"postgres://root@127.0.0.2,127.0.0.1:5433/postgres",
+		"postgres:///postgres?host=/var/run/postgresql",
+		"postgres:///postgres",
+	} {
+		if _, err := loopbackPostgresURL(raw); err != nil {
+			t.Errorf("loopbackPostgresURL(%q): %v, want accepted", raw, err)
+		}
+	}
+	for _, raw := range []string{
+		"postgres://root@10.0.0.5:5432/postgres",
+		"postgres://root@db.example.com/postgres",
+		"postgres://root@127.0.0.1,192.168.1.9/postgres",
+		"postgres:///postgres?host=10.1.1.1",
+		"mysql://root@127.0.0.1/db",
+		"host=127.0.0.1 dbname=postgres",
+	} {
+		if _, err := loopbackPostgresURL(raw); err == nil {
+			t.Errorf("loopbackPostgresURL(%q) accepted, want an error", raw)
+		}
 	}
 }

@@ -205,3 +205,57 @@ func MachineCPU() (busy, total float64, err error) {
 	}
 	return busy / clockTicks, total / clockTicks, nil
 }
+
+// CommandCPU returns the CPU seconds used by every process whose command
+// name (/proc/<pid>/comm) is comm, such as "postgres": user and system time
+// of the live processes plus the time of their exited children that they
+// waited for (cutime and cstime). A server that forks a process per
+// connection, as PostgreSQL does, so keeps the time of connections that
+// closed. It also returns how many processes matched. Processes that exit
+// between two readings lose the time they had not handed to a parent yet.
+func CommandCPU(comm string) (seconds float64, processes int, err error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // the process exited
+		}
+		name, cpu, ok := parseStatCPU(stat)
+		if !ok || name != comm {
+			continue
+		}
+		seconds += cpu
+		processes++
+	}
+	return seconds, processes, nil
+}
+
+// parseStatCPU returns the command name and utime + stime + cutime + cstime
+// in seconds from the contents of /proc/<pid>/stat.
+func parseStatCPU(stat []byte) (comm string, seconds float64, ok bool) {
+	open := bytes.IndexByte(stat, '(')
+	end := bytes.LastIndexByte(stat, ')')
+	if open < 0 || end < open {
+		return "", 0, false
+	}
+	fields := strings.Fields(string(stat[end+1:]))
+	if len(fields) < 15 {
+		return "", 0, false
+	}
+	// Fields 14 to 17 of the file: utime, stime, cutime, cstime.
+	var ticks float64
+	for _, f := range fields[11:15] {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return "", 0, false
+		}
+		ticks += v
+	}
+	return string(stat[open+1 : end]), ticks / clockTicks, true
+}

@@ -219,9 +219,9 @@ func (db *DB) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult,
 	defer releaseTx(conn)
 
 	// An update of a stored call takes two round trips: BEGIN with the
-	// reads, then the writes with COMMIT. pgx.Tx would add one round trip
-	// for BEGIN and one for COMMIT. A new call takes one more, to insert
-	// its row.
+	// reads, then the writes with COMMIT (or ROLLBACK when nothing was
+	// written). pgx.Tx would add one round trip for BEGIN and one for
+	// COMMIT. A new call takes one more, to insert its row.
 	read, err := readState(ctx, conn, u, words, now, true)
 	if err != nil {
 		return callcat.ApplyResult{}, outcomeError, err
@@ -272,9 +272,8 @@ func (db *DB) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult,
 			return callcat.ApplyResult{}, outcomeError, err
 		}
 		outcome = outcomeChanged
-	} else if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
-		// Commit even when only the delivery row was written.
-		return callcat.ApplyResult{}, outcomeError, fmt.Errorf("commit: %w", err)
+	} else if err := endUnchanged(ctx, conn, u.Delivery != nil); err != nil {
+		return callcat.ApplyResult{}, outcomeError, err
 	}
 
 	return callcat.ApplyResult{
@@ -283,6 +282,24 @@ func (db *DB) apply(ctx context.Context, u callcat.Update) (callcat.ApplyResult,
 		Created:       ch.Created,
 		SnapshotStale: ch.SnapshotStale,
 	}, outcome, nil
+}
+
+// endUnchanged ends the transaction of an update that changed nothing. It
+// commits when the transaction recorded a delivery, and rolls back
+// otherwise. Such a transaction wrote only row locks, and a rollback frees
+// them without waiting for the WAL flush that a commit of a transaction
+// with locked rows waits for under synchronous_commit.
+func endUnchanged(ctx context.Context, tx batcher, delivered bool) error {
+	if delivered {
+		if _, err := tx.Exec(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "ROLLBACK"); err != nil {
+		return fmt.Errorf("roll back unchanged update: %w", err)
+	}
+	return nil
 }
 
 // batcher is the part of *pgxpool.Conn that Apply's steps use. They manage
@@ -315,7 +332,10 @@ type readResult struct {
 
 // readState records u's delivery, checks u's lease and reads and locks the
 // call's state, in one round trip that starts with BEGIN when begin is true.
-// words, the snapshot's words encoded as JSON, may be nil.
+// words, the snapshot's words encoded as JSON, may be nil. The stored
+// utterances are read only when u has a snapshot, because Merge compares
+// them with nothing else, so a poll or lifecycle webhook without a
+// transcript does not read the call's whole transcript back.
 func readState(ctx context.Context, tx batcher, u callcat.Update, words []string, now time.Time, begin bool) (readResult, error) {
 	id := u.Fields.ID
 	batch := &pgx.Batch{}
@@ -333,7 +353,9 @@ func readState(ctx context.Context, tx batcher, u callcat.Update, words []string
 		batch.Queue(selectLeaseSQL, id)
 	}
 	batch.Queue(selectStateSQL, id)
-	batch.Queue(selectUtterancesSQL, id)
+	if u.Snapshot != nil {
+		batch.Queue(selectUtterancesSQL, id)
+	}
 
 	br := tx.SendBatch(ctx, batch)
 	res, err := readBatch(br, u, words, begin)
@@ -388,20 +410,22 @@ func readBatch(br pgx.BatchResults, u callcat.Update, words []string, begin bool
 		return res, fmt.Errorf("load call: %w", err)
 	}
 
-	rows, err := br.Query()
-	if err != nil {
-		return res, fmt.Errorf("load utterances: %w", err)
-	}
-	state.Utterances, err = scanUtterances(rows, func(idx int, stored []byte) ([]callcat.Word, bool) {
-		// Equal JSON means equal stored words, so the snapshot's own slice
-		// replaces them and the row needs no decoding.
-		if idx < len(words) && string(stored) == words[idx] {
-			return u.Snapshot.Utterances[idx].Words, true
+	if u.Snapshot != nil {
+		rows, err := br.Query()
+		if err != nil {
+			return res, fmt.Errorf("load utterances: %w", err)
 		}
-		return nil, false
-	})
-	if err != nil {
-		return res, fmt.Errorf("load utterances: %w", err)
+		state.Utterances, err = scanUtterances(rows, func(idx int, stored []byte) ([]callcat.Word, bool) {
+			// Equal JSON means equal stored words, so the snapshot's own slice
+			// replaces them and the row needs no decoding.
+			if idx < len(words) && string(stored) == words[idx] {
+				return u.Snapshot.Utterances[idx].Words, true
+			}
+			return nil, false
+		})
+		if err != nil {
+			return res, fmt.Errorf("load utterances: %w", err)
+		}
 	}
 
 	if found {

@@ -143,6 +143,11 @@ func (st *sseStream) startHijacked(r *http.Request, conn net.Conn, head []byte) 
 		st.s.endStream(st.sub)
 		return false
 	}
+	// net/http may leave the server's ReadTimeout on a hijacked connection,
+	// which would end watchClose's read, and with it the stream, early.
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		st.s.logger.Warn("SSE stream: clearing the read deadline failed", "remote_addr", conn.RemoteAddr().String(), "err", err)
+	}
 	st.refs.Store(2)
 	go st.watchClose()
 

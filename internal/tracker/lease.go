@@ -64,7 +64,9 @@ func (t *Tracker) trackLeased(leases []callcat.Lease, now time.Time) {
 		}
 		t.mu.Lock()
 		if c, ok := t.calls[l.CallID]; ok {
+			t.leaseClaims++
 			c.lease = l.Generation
+			c.leaseClaim = t.leaseClaims
 		}
 		delete(t.foreign, l.CallID)
 		t.mu.Unlock()
@@ -116,6 +118,12 @@ func (t *Tracker) runLeases(ctx context.Context) {
 // renewLeases extends every lease this replica holds and stops polling the
 // calls whose lease it lost.
 func (t *Tracker) renewLeases(ctx context.Context) error {
+	// Leases claimed while the renewal runs may be missing from its result,
+	// so only those claimed before it are checked.
+	t.mu.Lock()
+	claimedBefore := t.leaseClaims
+	t.mu.Unlock()
+
 	ctx, cancel := context.WithTimeout(ctx, leaseCallTimeout)
 	defer cancel()
 	held, err := t.cfg.Leaser.RenewLeases(ctx, t.cfg.Owner, t.cfg.LeaseTTL)
@@ -132,7 +140,9 @@ func (t *Tracker) renewLeases(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for id, c := range t.calls {
-		if c.final {
+		// A call with no lease yet is between its claim and trackLeased
+		// recording it.
+		if c.final || c.lease == 0 || c.leaseClaim > claimedBefore {
 			continue
 		}
 		gen, ok := generations[id]

@@ -25,6 +25,7 @@ type trackedCall struct {
 	removed       bool      // deleted while a worker held it
 	heapIndex     int       // position in the queue, -1 when not queued
 	lease         int64     // generation of this replica's lease, 0 without leases
+	leaseClaim    uint64    // Tracker.leaseClaims when the lease was recorded
 
 	// digest is updateDigest of the last poll result stored, 0 when none or
 	// when a webhook changed the call since. A poll that returns the same

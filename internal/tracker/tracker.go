@@ -183,7 +183,11 @@ type Tracker struct {
 	authPause time.Time               // guarded by mu; zero when polling runs
 	leaked    []leakedCall            // guarded by mu; grows only with LeakEndedCalls
 	foreign   map[string]time.Time    // guarded by mu; calls another replica leases, until when to skip claims
-	wake      chan struct{}           // one slot: the scheduler re-reads the queue
+
+	// leaseClaims counts the leases recorded by trackLeased; guarded by mu.
+	leaseClaims uint64
+
+	wake chan struct{} // one slot: the scheduler re-reads the queue
 
 	running atomic.Bool
 
@@ -297,6 +301,12 @@ func (t *Tracker) resume(ctx context.Context) error {
 // Track starts polling a call that is known to be live, for example one just
 // placed through the API. Tracking an already tracked call does nothing.
 func (t *Tracker) Track(callID string) error {
+	// With leases, a call tracked without one would look lost at the next
+	// renewal, and another replica could poll it too.
+	if t.leasing() {
+		t.claimAndTrack(context.Background(), callID)
+		return nil
+	}
 	return t.track(callID, t.cfg.Now(), false)
 }
 

@@ -55,22 +55,35 @@ func (t *Tracker) claimAndTrack(ctx context.Context, callID string) {
 	t.trackLeased(leases, now)
 }
 
-// trackLeased tracks calls whose leases this replica just claimed.
+// trackLeased tracks calls whose leases this replica just claimed. Each call
+// enters the registry with its lease in one step, so a renewal never sees it
+// without one.
 func (t *Tracker) trackLeased(leases []callcat.Lease, now time.Time) {
 	for _, l := range leases {
-		if err := t.track(l.CallID, now, false); err != nil {
+		if !t.recordLease(l, now) {
 			t.releaseLease(l.CallID)
-			continue
 		}
-		t.mu.Lock()
-		if c, ok := t.calls[l.CallID]; ok {
-			t.leaseClaims++
-			c.lease = l.Generation
-			c.leaseClaim = t.leaseClaims
-		}
-		delete(t.foreign, l.CallID)
-		t.mu.Unlock()
 	}
+}
+
+// recordLease tracks l's call with l's generation and reports whether the
+// call is tracked.
+func (t *Tracker) recordLease(l callcat.Lease, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	delete(t.foreign, l.CallID)
+	if t.poller == nil {
+		return true
+	}
+	c, err := t.trackLocked(l.CallID, now, false)
+	if err != nil {
+		return false
+	}
+	t.leaseClaims++
+	c.lease = l.Generation
+	c.leaseClaim = t.leaseClaims
+	return true
 }
 
 // runLeases renews this replica's leases and adopts live calls whose owner
@@ -140,9 +153,7 @@ func (t *Tracker) renewLeases(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for id, c := range t.calls {
-		// A call with no lease yet is between its claim and trackLeased
-		// recording it.
-		if c.final || c.lease == 0 || c.leaseClaim > claimedBefore {
+		if c.final || c.leaseClaim > claimedBefore {
 			continue
 		}
 		gen, ok := generations[id]

@@ -66,23 +66,29 @@ func (t *Tracker) track(callID string, started time.Time, final bool) error {
 	if t.poller == nil {
 		return nil
 	}
-	now := t.cfg.Now()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	_, err := t.trackLocked(callID, started, final)
+	return err
+}
 
+// trackLocked is track for a caller that holds t.mu. It returns the tracked
+// call, new or already there.
+func (t *Tracker) trackLocked(callID string, started time.Time, final bool) (*trackedCall, error) {
+	now := t.cfg.Now()
 	if c, ok := t.calls[callID]; ok {
 		if final && !c.final {
 			c.final = true
 			t.queueLocked(c, now)
 		}
-		return nil
+		return c, nil
 	}
 	if len(t.calls) >= t.cfg.MaxTracked {
 		t.metrics.trackRejected.Inc()
 		t.limited.Log(context.Background(), slog.LevelWarn, "max_tracked", "tracked call limit reached; call not polled",
 			"call_id", callID, "max_tracked", t.cfg.MaxTracked)
-		return ErrTooManyCalls
+		return nil, ErrTooManyCalls
 	}
 
 	c := &trackedCall{
@@ -100,7 +106,7 @@ func (t *Tracker) track(callID string, started time.Time, final bool) error {
 		due = nextSlot(now, t.cfg.PollInterval, c.phase)
 	}
 	t.queueLocked(c, due)
-	return nil
+	return c, nil
 }
 
 // notePush records that a push webhook arrived for a tracked call, which

@@ -100,7 +100,7 @@ type result struct {
 	PerReplica []replicaResult `json:"per_replica,omitempty"` // with more than one target
 
 	// P99BySecond is the ack p99 of the requests due in each second of the
-	// run, which tells a slow start from a steady backlog.
+	// run, which separates a slow start from a steady backlog.
 	P99BySecond []float64 `json:"ack_p99_ms_by_second"`
 }
 

@@ -22,7 +22,7 @@ import (
 )
 
 // rawStream is an SSE response read from a plain TCP connection, so that a
-// test sees the exact bytes of the head and controls when the client reads.
+// test reads the exact bytes of the head and controls when the client reads.
 type rawStream struct {
 	conn net.Conn
 	br   *bufio.Reader

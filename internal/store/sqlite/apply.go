@@ -213,7 +213,7 @@ func (tx *writeTx) loadState(ctx context.Context, id string, snapshot *callcat.S
 // loadUtterances returns the stored utterances of call c for Merge to
 // compare with snapshot. stored is c's utterance_hashes column. A stored
 // utterance whose hash equals the snapshot's at the same index is equal to
-// it, so the snapshot's own utterance stands in for it. From the first one
+// it, so the snapshot's own utterance replaces it. From the first one
 // that differs, rows are read and decoded in full. A typical transcript
 // update changes only its last utterance or appends one, so it reads at most
 // one row.

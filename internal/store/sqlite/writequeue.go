@@ -7,7 +7,7 @@ import "context"
 // hands a freed connection to a random waiting request (Go 1.26). Under load
 // a few transactions would then wait far longer than the rest, which shows
 // in the p99 acknowledgement latency of webhooks. The Go runtime serves the
-// blocked senders of a channel first come, first served; that is how it
+// blocked senders of a channel first come, first served. That is how it
 // queues them, not a guarantee of the language.
 type writeQueue chan struct{}
 
